@@ -1,0 +1,38 @@
+# trialsynth — two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: demo ui test bench lint clean-data
+
+# torch first and exactly 2.13.0 (a local CPU wheel); any other spec pulls GBs of CUDA packages.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/trialsynth demo
+
+ui: $(STAMP)
+	$(BIN)/python -c "from trialsynth.dagster_home import ensure_dagster_home; ensure_dagster_home()"
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/pytest -q -m slow
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/collect.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean-data:
+	rm -rf data/landing data/raw data/lake data/warehouse .dagster_home dbt_project/target

@@ -1,0 +1,119 @@
+"""Ingest assets: landing drop -> immutable raw zone -> validated bronze Parquet per domain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from orchestration.partitions import tenant_study_partitions
+from orchestration.resources import LakeResource, LineageResource
+from trialsynth.domains import DOMAINS
+from trialsynth.ingest.landing import Drop, latest_drop, open_drop
+from trialsynth.ingest.pipeline import ingest_raw_version
+from trialsynth.ingest.raw_zone import RawVersion, land_drop
+from trialsynth.markdown import md_table
+from trialsynth.names import split_partition_key
+from trialsynth.version import code_version
+
+RAW_POINTER = "raw_pointer.json"
+
+
+class DropConfig(dg.Config):
+    """Which drop to ingest; empty = the most recent complete drop of the partition."""
+
+    drop_id: str = ""
+
+
+@dg.asset(
+    partitions_def=tenant_study_partitions,
+    group_name="ingest",
+    kinds={"file"},
+    description="The drop's bytes copied unchanged into the immutable raw zone (sha256 per file, versioned).",
+)
+def raw_drop(context: dg.AssetExecutionContext, config: DropConfig, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
+    tenant, study = split_partition_key(context.partition_key)
+    if config.drop_id:
+        drop = open_drop(lake.landing_dir, tenant, study, config.drop_id)
+    else:
+        drop = latest_drop(lake.landing_dir, tenant, study)
+    raw = land_drop(drop, lake.raw_dir)
+    context.log.info(f"raw zone {'new version' if raw.created else 'already holds these bytes'}: {raw.path}")
+    pointer = {"drop_id": drop.drop_id, "version": raw.version, "path": str(raw.path),
+               "files": raw.files, "content_hash": raw.content_hash}
+    study_dir = lake.study_dir(context.partition_key)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / RAW_POINTER).write_text(json.dumps(pointer, indent=2))
+    lineage.record(context.partition_key, asset_key="raw_drop", input_sha256s=raw.files,
+                   output_sha256=raw.content_hash, code_version=code_version(),
+                   parameters={"drop_id": drop.drop_id, "raw_version": raw.version})
+    return dg.MaterializeResult(metadata={
+        "drop_id": drop.drop_id,
+        "raw_version": raw.version,
+        "new_version": raw.created,
+        "files": len(raw.files),
+        "content_hash": raw.content_hash,
+        "raw_path": dg.MetadataValue.path(str(raw.path)),
+    })
+
+
+def _bronze_specs() -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(["bronze", d], deps=[raw_drop], description=spec.description, group_name="ingest",
+                     partitions_def=tenant_study_partitions, kinds={"parquet"})
+        for d, spec in DOMAINS.items()
+    ]
+
+
+@dg.multi_asset(
+    specs=_bronze_specs(),
+    check_specs=[
+        dg.AssetCheckSpec("no_rows_quarantined", asset=["bronze", d],
+                          description="Every row of the domain's file passed its Great Expectations suite.")
+        for d in DOMAINS
+    ],
+    name="bronze",
+)
+def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource):
+    """Validate each file of the current raw version and write typed bronze Parquet + quarantine."""
+    tenant, study = split_partition_key(context.partition_key)
+    pointer = json.loads((lake.study_dir(context.partition_key) / RAW_POINTER).read_text())
+    drop = Drop(tenant, study, pointer["drop_id"], Path(pointer["path"]))
+    raw = RawVersion(drop, pointer["version"], Path(pointer["path"]), pointer["files"], pointer["content_hash"], False)
+    report = ingest_raw_version(raw, lake.lake_dir, log=context.log.info)
+
+    for domain, outcome in report.domains.items():
+        lineage.record(context.partition_key, asset_key=f"bronze/{domain}",
+                       input_sha256s={outcome.file: outcome.input_sha256} if outcome.file else {},
+                       output_sha256=outcome.bronze_sha256, code_version=code_version(),
+                       parameters={"drop_id": report.drop_id, "raw_version": report.raw_version,
+                                   "rows_passed": outcome.rows_passed, "rows_quarantined": outcome.rows_quarantined})
+        metadata = {
+            "source_file": outcome.file or "(absent from this drop)",
+            "rows_in": outcome.rows_in,
+            "rows_passed": outcome.rows_passed,
+            "rows_quarantined": outcome.rows_quarantined,
+            "path": dg.MetadataValue.path(str(outcome.bronze_path)),
+            "sha256": outcome.bronze_sha256,
+        }
+        if outcome.quarantine_path:
+            metadata["quarantine"] = dg.MetadataValue.path(str(outcome.quarantine_path))
+            reasons = pl.read_parquet(outcome.quarantine_path.with_name(f"{domain}_reasons.parquet"))
+            metadata["quarantine_reasons"] = dg.MetadataValue.md(
+                md_table(reasons.group_by("column", "rule").len("rows").sort("rows", descending=True).head(20).to_dicts())
+            )
+        yield dg.MaterializeResult(asset_key=["bronze", domain], metadata=metadata)
+        yield dg.AssetCheckResult(
+            asset_key=["bronze", domain], check_name="no_rows_quarantined", passed=outcome.rows_quarantined == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows_in": outcome.rows_in, "rows_passed": outcome.rows_passed,
+                      "rows_quarantined": outcome.rows_quarantined},
+        )
+    if report.failures:
+        raise dg.Failure(
+            description="files that could not be ingested (raw bytes are kept in the raw zone): "
+            + "; ".join(report.failures.values()),
+            metadata={"failures": dg.MetadataValue.json(report.failures), "raw_version": report.raw_version},
+        )

@@ -1,0 +1,30 @@
+"""The one place trialsynth's Dagster ``Definitions`` are assembled.
+
+Storage (SQLite under DAGSTER_HOME or Postgres) is chosen by ``$DAGSTER_HOME/dagster.yaml``, which
+``trialsynth`` writes from the settings object; nothing here changes between the embedded default and
+the scale-out stack.
+"""
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from assets import ingest, warehouse
+from orchestration.jobs import marts_refresh_job, study_pipeline_job
+from orchestration.resources import LakeResource, LineageResource
+from orchestration.schedules import nightly_marts_refresh
+from orchestration.sensors import landing_sensor
+from trialsynth.settings import get_settings
+
+_settings = get_settings()
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingest, warehouse]),
+    jobs=[study_pipeline_job, marts_refresh_job],
+    sensors=[landing_sensor],
+    schedules=[nightly_marts_refresh],
+    resources={
+        "lake": LakeResource(),
+        "lineage": LineageResource(store=_settings.lineage.store),
+        "dbt": DbtCliResource(project_dir=warehouse.dbt_project, target=_settings.warehouse.target),
+    },
+)

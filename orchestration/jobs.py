@@ -1,0 +1,19 @@
+"""Jobs: the full per-study pipeline, and the analytics refresh the nightly schedule runs."""
+
+import dagster as dg
+
+from orchestration.partitions import tenant_study_partitions
+
+study_pipeline_job = dg.define_asset_job(
+    "study_pipeline",
+    selection=dg.AssetSelection.all(),
+    partitions_def=tenant_study_partitions,
+    description="Everything for one tenant/study: raw zone, bronze, validation, analytics, dbt marts.",
+)
+
+marts_refresh_job = dg.define_asset_job(
+    "marts_refresh",
+    selection=dg.AssetSelection.groups("dbt"),
+    partitions_def=tenant_study_partitions,
+    description="Rebuild the dbt star schema and marts of a tenant/study from its current bronze.",
+)

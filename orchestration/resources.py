@@ -1,0 +1,58 @@
+"""Resources injected into assets; constructed once in :mod:`orchestration.definitions`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from trialsynth.lineage import LineageStore, LocalLineageStore
+from trialsynth.names import split_partition_key
+from trialsynth.settings import Settings, get_settings
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Paths of the landing zone, raw zone and lake. Empty values fall back to :class:`Settings`."""
+
+    data_dir: str = ""
+
+    def _settings(self) -> Settings:
+        settings = get_settings()
+        return settings.model_copy(update={"data_dir": Path(self.data_dir)}) if self.data_dir else settings
+
+    @property
+    def landing_dir(self) -> Path:
+        return self._settings().landing_dir
+
+    @property
+    def raw_dir(self) -> Path:
+        return self._settings().raw_dir
+
+    @property
+    def lake_dir(self) -> Path:
+        return self._settings().lake_dir
+
+    @property
+    def designs_dir(self) -> Path:
+        return get_settings().designs_path
+
+    def study_dir(self, partition_key: str) -> Path:
+        tenant, study = split_partition_key(partition_key)
+        return self.lake_dir / tenant / study
+
+
+class LineageResource(dg.ConfigurableResource):
+    """The hash-chained lineage log. ``store='local'`` keeps it under the lake; ``'s3'`` uses
+    an S3 bucket with Object Lock (configured in settings)."""
+
+    store: str = "local"
+    lake_dir: str = ""
+
+    def get_store(self) -> LineageStore:
+        if self.store == "local":
+            return LocalLineageStore(Path(self.lake_dir) if self.lake_dir else get_settings().lake_dir)
+        raise ValueError(f"lineage store {self.store!r} is not available in this deployment (expected 'local')")
+
+    def record(self, partition_key: str, **fields: object) -> dict:
+        tenant, study = split_partition_key(partition_key)
+        return self.get_store().append(tenant, study, {"partition": partition_key, **fields})

@@ -1,0 +1,1 @@
+"""Sub-commands of the trialsynth CLI (each module exposes ``register(subparsers)``)."""

@@ -1,0 +1,1 @@
+"""Landing zone, immutable raw zone, readers, validation and bronze Parquet (no Dagster here)."""
