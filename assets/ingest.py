@@ -1,7 +1,5 @@
 """Ingest assets: landing drop -> immutable raw zone -> validated bronze Parquet per domain."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -5,7 +5,6 @@ rebuild only that study's rows. dbt sources ``bronze.<domain>`` map to the ``bro
 Runs share one pool (``duckdb_warehouse``) because DuckDB allows a single writer.
 """
 
-from __future__ import annotations
 
 import json
 import os
@@ -32,14 +31,24 @@ def dbt_environment() -> dict[str, str]:
     }
 
 
+def _manifest_is_stale(project: DbtProject) -> bool:
+    if not project.manifest_path.exists():
+        return True
+    built = project.manifest_path.stat().st_mtime
+    sources = [p for d in ("models", "macros", "tests") for p in (project.project_dir / d).rglob("*") if p.is_file()]
+    sources += [project.project_dir / "dbt_project.yml"]
+    return any(p.stat().st_mtime > built for p in sources)
+
+
 def prepare_dbt_project() -> DbtProject:
-    """The dbt project, parsed if its manifest is missing (``dbt parse`` ~ seconds)."""
+    """The dbt project, re-parsed when its manifest is missing or older than any model, macro or
+    test file (``dbt parse`` takes seconds; a stale manifest would hide new models)."""
     os.environ.update(dbt_environment())
     get_settings().warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     s = get_settings()
     project = DbtProject(project_dir=s.dbt_project_path, profiles_dir=s.dbt_project_path,
                          target=s.warehouse.target)
-    if not project.manifest_path.exists():
+    if _manifest_is_stale(project):
         from dbt.cli.main import dbtRunner
 
         result = dbtRunner().invoke(["parse", "--project-dir", str(project.project_dir), "--profiles-dir",
@@ -71,6 +80,7 @@ class TrialsynthDbtTranslator(DagsterDbtTranslator):
 )
 def trialsynth_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
     tenant, study = split_partition_key(context.partition_key)
+    os.environ.update(dbt_environment())  # profiles.yml reads the lake and warehouse paths from here
     invocation = dbt.cli(["build", "--vars", json.dumps({"tenant": tenant, "study": study})], context=context)
     yield from invocation.stream()
     inputs = _bronze_hashes(lineage, context.partition_key)

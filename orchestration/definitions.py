@@ -5,6 +5,9 @@ Storage (SQLite under DAGSTER_HOME or Postgres) is chosen by ``$DAGSTER_HOME/dag
 the scale-out stack.
 """
 
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
@@ -25,6 +28,8 @@ defs = dg.Definitions(
     resources={
         "lake": LakeResource(),
         "lineage": LineageResource(store=_settings.lineage.store),
-        "dbt": DbtCliResource(project_dir=warehouse.dbt_project, target=_settings.warehouse.target),
+        # dbt from this interpreter's venv, whether or not the venv is on PATH
+        "dbt": DbtCliResource(project_dir=warehouse.dbt_project, target=_settings.warehouse.target,
+                              dbt_executable=str(Path(sys.executable).parent / "dbt")),
     },
 )

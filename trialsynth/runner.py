@@ -29,7 +29,7 @@ class RunOutcome:
 def _summarize(events: list[dg.DagsterEvent]) -> list[str]:
     landed = quarantined = marts = assets = 0
     for ev in events:
-        mat = ev.asset_materialization
+        mat = ev.step_materialization_data.materialization
         assets += 1
         key = mat.asset_key.path
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
@@ -48,7 +48,8 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
 
     instance = dg.DagsterInstance.get()
     sensor = defs.resolve_sensor_def(sensor_name)
-    context = dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor_name)
+    context = dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor_name,
+                                      resources=dict(defs.resources or {}))
     result = sensor(context)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
