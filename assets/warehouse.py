@@ -66,7 +66,8 @@ class TrialsynthDbtTranslator(DagsterDbtTranslator):
         return "dbt"
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
+        declared = (dbt_resource_props.get("meta") or {}).get("dagster", {}).get("asset_key")
+        if dbt_resource_props["resource_type"] == "source" and not declared:
             return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from assets import ingest, warehouse
+from assets import design, ingest, warehouse
 from orchestration.jobs import marts_refresh_job, study_pipeline_job
 from orchestration.resources import LakeResource, LineageResource
 from orchestration.schedules import nightly_marts_refresh
@@ -21,7 +21,7 @@ from trialsynth.settings import get_settings
 _settings = get_settings()
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, warehouse]),
+    assets=dg.load_assets_from_modules([ingest, warehouse, design]),
     jobs=[study_pipeline_job, marts_refresh_job],
     sensors=[landing_sensor],
     schedules=[nightly_marts_refresh],

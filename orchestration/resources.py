@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
+import polars as pl
 
+from trialsynth.ingest.bronze import write_parquet_atomic
 from trialsynth.lineage import LineageStore, LocalLineageStore
 from trialsynth.names import split_partition_key
 from trialsynth.settings import Settings, get_settings
@@ -39,6 +42,19 @@ class LakeResource(dg.ConfigurableResource):
     def study_dir(self, partition_key: str) -> Path:
         tenant, study = split_partition_key(partition_key)
         return self.lake_dir / tenant / study
+
+    def read_bronze(self, partition_key: str, domain: str) -> pl.DataFrame:
+        return pl.read_parquet(self.study_dir(partition_key) / "bronze" / f"{domain}.parquet")
+
+    def write_table(self, partition_key: str, relpath: str, frame: pd.DataFrame | pl.DataFrame) -> tuple[Path, str]:
+        """Write an analytics table under the study's lake folder, prefixed with tenant_id and
+        study_id (so dbt can union all partitions); atomic. Returns (path, sha256)."""
+        tenant, study = split_partition_key(partition_key)
+        df = pl.from_pandas(frame) if isinstance(frame, pd.DataFrame) else frame
+        df = df.select(pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id"),
+                       pl.all().exclude("tenant_id", "study_id"))
+        path = self.study_dir(partition_key) / relpath
+        return path, write_parquet_atomic(df, path)
 
 
 class LineageResource(dg.ConfigurableResource):

@@ -1,6 +1,7 @@
-"""``trialsynth`` command line. Each sub-command lives in ``trialsynth/commands/<name>.py`` and
-exposes ``register(subparsers)``; they are discovered here so features add commands without
-editing this file."""
+"""``trialsynth`` command line. Each sub-command lives in ``trialsynth/commands/<name>.py`` (the
+command name with '-' for '_') and exposes ``register(subparsers)``; they are discovered here, so
+features add commands without editing this file. Only the invoked command's module is imported,
+so one command's heavy imports (torch, scipy) never slow another down."""
 
 from __future__ import annotations
 
@@ -12,17 +13,25 @@ import sys
 from trialsynth import commands
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trialsynth", description=__doc__.split("\n")[0])
+def _command_modules(argv: list[str]) -> list[str]:
+    available = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    first = next((a for a in argv if not a.startswith("-")), None)
+    wanted = first.replace("-", "_") if first else None
+    return [wanted] if wanted in available else available
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trialsynth", description="trialsynth: clinical-trial data lakehouse (ingest, imputation, synthesis, evidence, design)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
-        module.register(subparsers)
+    for name in _command_modules(sys.argv[1:] if argv is None else argv):
+        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

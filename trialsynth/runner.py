@@ -61,11 +61,13 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
                                                        statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
         if done:
             log(f"  {request.partition_key}: drop already ingested by run {done[0].run_id} (run key {request.run_key[:40]}...)")
-            outcomes.append(RunOutcome(request.partition_key, "SKIPPED", done[0].run_id, ["no new data: nothing to do"]))
+            previous = [e.dagster_event for e in instance.all_logs(done[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)]
+            outcomes.append(RunOutcome(request.partition_key, "SKIPPED", done[0].run_id,
+                                       ["no new data: nothing to do; that run made:", *_summarize(previous)]))
             continue
         log(f"  {request.partition_key}: running {job.name} for drop {request.tags.get('trialsynth/drop_id')}")
         res = job.execute_in_process(
-            run_config=request.run_config, instance=instance, partition_key=request.partition_key,
+            run_config={**request.run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}, instance=instance, partition_key=request.partition_key,
             tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_TAG: sensor_name}, raise_on_error=False,
         )
         status = "SUCCESS" if res.success else "FAILURE"

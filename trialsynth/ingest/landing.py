@@ -75,6 +75,8 @@ def scan_ready_drops(landing_dir: Path) -> tuple[list[Drop], list[str]]:
         if not drop_dir.is_dir():
             continue
         tenant, study, drop_id = drop_dir.relative_to(landing_dir).parts
+        if any(part.startswith(".") for part in (tenant, study, drop_id)):
+            continue  # uploaders' staging folders (e.g. .staging/) are not drops
         try:
             drops.append(open_drop(landing_dir, tenant, study, drop_id))
         except ValueError as exc:

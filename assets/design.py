@@ -1,0 +1,50 @@
+"""Trial-design assets: a study's design scenarios -> power curves and recommended N per arm."""
+
+import dagster as dg
+
+from models.design import run_design_file
+from orchestration.partitions import tenant_study_partitions
+from orchestration.resources import LakeResource, LineageResource
+from trialsynth.hashing import sha256_file
+from trialsynth.markdown import md_table
+from trialsynth.names import split_partition_key
+from trialsynth.version import code_version
+
+
+class DesignConfig(dg.Config):
+    seed: int = 20261125
+    n_trials: int = 0  # 0 = as the design file says
+
+
+@dg.asset(
+    partitions_def=tenant_study_partitions,
+    group_name="design",
+    kinds={"python", "parquet"},
+    description="Power curves (analytic + Monte Carlo) and recommended N per arm for every scenario in "
+    "data/designs/<study>.yaml.",
+)
+def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: LakeResource,
+                 lineage: LineageResource) -> dg.MaterializeResult:
+    _tenant, study = split_partition_key(context.partition_key)
+    design_file = lake.designs_dir / f"{study}.yaml"
+    if not design_file.exists():
+        context.log.warning(f"no design scenarios for {study}: {design_file} does not exist")
+        return dg.MaterializeResult(metadata={"scenarios": 0, "design_file": str(design_file)})
+    result = run_design_file(design_file, seed=config.seed, n_trials=config.n_trials or None)
+    curves_path, curves_sha = lake.write_table(context.partition_key, "design/power_curves.parquet", result.curves)
+    rec_path, rec_sha = lake.write_table(context.partition_key, "design/recommendations.parquet", result.recommendations)
+    plots = result.write_plots(curves_path.parent / "plots")
+    lineage.record(context.partition_key, asset_key="power_curves",
+                   input_sha256s={design_file.name: sha256_file(design_file)},
+                   output_sha256=curves_sha, code_version=code_version(),
+                   parameters={"recommendations_sha256": rec_sha, "n_trials": config.n_trials or "from file"},
+                   seed=config.seed)
+    rec = result.recommendations
+    return dg.MaterializeResult(metadata={
+        "scenarios": len(rec),
+        "recommended_n": dg.MetadataValue.md(md_table(rec[["scenario", "endpoint", "n_per_arm_control", "n_per_arm_treatment",
+                                                           "total_enrol", "events", "analytic_power", "simulated_power"]].to_dict("records"))),
+        "curves": dg.MetadataValue.path(str(curves_path)),
+        "plots": dg.MetadataValue.path(str(plots[0].parent) if plots else ""),
+        "seed": config.seed,
+    })

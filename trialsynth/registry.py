@@ -1,0 +1,441 @@
+"""Model registry: every trained synthesizer and imputer, its provenance and its approval status.
+
+SQLAlchemy Core on any SQLAlchemy URL (SQLite file in the lake by default, Postgres in the
+scale-out stack; only portable types are used). Two tables:
+
+- ``models``: one row per trained model (who, when, training data sha256 and version, code
+  version, parameters, seed, metrics, artifact path and sha256, status).
+- ``status_changes``: the audit trail, one row per status change (including registration). The
+  columns are ``from_status``, ``to_status``, ``changed_by``, ``why``, ``changed_at`` rather than
+  ``from``/``to``/``by``/``at``, which are reserved words in SQL and would need quoting in every
+  hand-written query.
+
+Status moves only forward: ``draft -> approved -> retired`` or ``draft -> retired``. Only approved
+models are handed to the generate step (:meth:`ModelRegistry.resolve_for_generation`) unless the
+caller opts out explicitly, and an artifact whose sha256 no longer matches the registered one is
+refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["synthesizer", "imputer"]
+Status = Literal["draft", "approved", "retired"]
+KINDS: tuple[Kind, ...] = ("synthesizer", "imputer")
+STATUSES: tuple[Status, ...] = ("draft", "approved", "retired")
+TRANSITIONS: dict[str, tuple[Status, ...]] = {
+    "draft": ("approved", "retired"),
+    "approved": ("retired",),
+    "retired": (),
+}
+"""Allowed status changes: from -> the statuses it may move to."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+metadata = MetaData()
+
+models_table = Table(
+    "models",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("trained_by", String(200), nullable=False),
+    Column("trained_at", DateTime(timezone=True), nullable=False),
+    Column("training_data_sha256", String(64), nullable=False),
+    Column("training_data_version", String(200)),
+    Column("code_version", String(200)),
+    Column("parameters", JSON, nullable=False),
+    Column("seed", BigInteger),
+    Column("metrics", JSON),
+    Column("artifact_path", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    CheckConstraint("kind IN ('synthesizer', 'imputer')", name="ck_models_kind"),
+    CheckConstraint("status IN ('draft', 'approved', 'retired')", name="ck_models_status"),
+    Index("ix_models_name_status", "name", "status"),
+)
+
+status_changes_table = Table(
+    "status_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", String(32), ForeignKey("models.id"), nullable=False, index=True),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("why", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be honoured (bad input, unknown model, bad transition)."""
+
+
+class UnknownModelError(RegistryError):
+    """No model with that id (or name) is registered."""
+
+
+class InvalidTransitionError(RegistryError):
+    """The requested status change is not allowed from the model's current status."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """The artifact on disk does not have the registered sha256 (changed or tampered with)."""
+
+
+class UnapprovedModelError(PermissionError):
+    """The model is not approved and the caller did not opt out with ``allow_unapproved=True``."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One registered model (a row of ``models``); times are timezone-aware UTC."""
+
+    id: str
+    kind: Kind
+    name: str
+    trained_by: str
+    trained_at: datetime
+    training_data_sha256: str
+    training_data_version: str | None
+    code_version: str | None
+    parameters: dict[str, Any]
+    seed: int | None
+    metrics: dict[str, Any] | None
+    artifact_path: str
+    artifact_sha256: str
+    status: Status
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One entry of a model's audit trail (``from_status`` is None for the registration)."""
+
+    model_id: str
+    from_status: Status | None
+    to_status: Status
+    changed_by: str
+    why: str
+    changed_at: datetime
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a directory (relative paths and contents of its files, sorted)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"artifact {path} does not exist")
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite has no time zone type and hands back naive datetimes; they were stored as UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_code_version() -> str | None:
+    try:
+        return f"trialsynth {version('trialsynth')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return None
+
+
+def _require_text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryError(f"{name} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _require_json(name: str, value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{name} must be JSON-serializable (finite numbers, str keys): {exc}") from None
+    return value
+
+
+class ModelRegistry:
+    """Registry on the SQLAlchemy database at ``url`` (tables created when missing).
+
+    ``url`` defaults to ``get_settings().registry_sqlalchemy_url`` (a SQLite file in the lake).
+    """
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+        if engine is None:
+            if url is None:
+                from trialsynth.settings import get_settings
+
+                url = get_settings().registry_sqlalchemy_url
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url)
+        self.engine = engine
+        metadata.create_all(self.engine)
+
+    # ----------------------------------------------------------------------------- writing
+    def register(
+        self,
+        *,
+        kind: Kind,
+        name: str,
+        trained_by: str,
+        training_data_sha256: str,
+        artifact_path: str | Path,
+        parameters: dict[str, Any] | None = None,
+        seed: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        training_data_version: str | None = None,
+        code_version: str | None = None,
+        trained_at: datetime | None = None,
+        expected_artifact_sha256: str | None = None,
+    ) -> str:
+        """Record a trained model as ``draft``; returns its id (32 hex characters).
+
+        The artifact (file or directory) must exist; its absolute path is stored and its sha256 is
+        computed now (and must equal ``expected_artifact_sha256`` when that is given).
+        ``trained_at`` (timezone-aware, default now) is stored in UTC; ``code_version`` defaults to
+        the installed trialsynth version.
+        """
+        if kind not in KINDS:
+            raise RegistryError(f"kind must be one of {KINDS}, got {kind!r}")
+        name, trained_by = _require_text("name", name), _require_text("trained_by", trained_by)
+        if not isinstance(training_data_sha256, str) or not _SHA256.match(training_data_sha256):
+            raise RegistryError(
+                f"training_data_sha256 must be 64 lowercase hex digits, got {training_data_sha256!r}"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise RegistryError(f"seed must be an int or None, got {seed!r}")
+        if trained_at is not None and trained_at.tzinfo is None:
+            raise RegistryError("trained_at must be timezone-aware (UTC)")
+        digest = artifact_sha256(artifact_path)
+        if expected_artifact_sha256 is not None and expected_artifact_sha256 != digest:
+            raise ArtifactIntegrityError(
+                f"artifact {artifact_path} has sha256 {digest}, not the expected {expected_artifact_sha256}"
+            )
+        model_id = uuid.uuid4().hex
+        row = {
+            "id": model_id,
+            "kind": kind,
+            "name": name,
+            "trained_by": trained_by,
+            "trained_at": _utc(trained_at or _now()),
+            "training_data_sha256": training_data_sha256,
+            "training_data_version": training_data_version,
+            "code_version": code_version if code_version is not None else _default_code_version(),
+            "parameters": _require_json("parameters", parameters or {}),
+            "seed": seed,
+            "metrics": _require_json("metrics", metrics),
+            "artifact_path": str(Path(artifact_path).resolve()),
+            "artifact_sha256": digest,
+            "status": "draft",
+        }
+        with self.engine.begin() as conn:
+            conn.execute(models_table.insert().values(**row))
+            conn.execute(
+                status_changes_table.insert().values(
+                    model_id=model_id,
+                    from_status=None,
+                    to_status="draft",
+                    changed_by=trained_by,
+                    why="registered",
+                    changed_at=_now(),
+                )
+            )
+        log.info("registered %s %s as %s (draft)", kind, name, model_id)
+        return model_id
+
+    def approve(self, model_id: str, by: str, why: str) -> ModelRecord:
+        """Move a draft model to ``approved`` (its artifact must still match its sha256)."""
+        self.verify_artifact(model_id)
+        return self._transition(model_id, "approved", by, why)
+
+    def retire(self, model_id: str, by: str, why: str) -> ModelRecord:
+        """Move a draft or approved model to ``retired`` (final)."""
+        return self._transition(model_id, "retired", by, why)
+
+    def _transition(self, model_id: str, to: Status, by: str, why: str) -> ModelRecord:
+        by, why = _require_text("by", by), _require_text("why", why)
+        current = self.get(model_id).status
+        if to not in TRANSITIONS[current]:
+            allowed = ", ".join(TRANSITIONS[current]) or "nothing (final)"
+            raise InvalidTransitionError(f"model {model_id} is {current}; it can move to {allowed}, not {to}")
+        with self.engine.begin() as conn:
+            # Compare-and-set on the old status, so two concurrent changes cannot both succeed.
+            changed = conn.execute(
+                update(models_table)
+                .where(models_table.c.id == model_id, models_table.c.status == current)
+                .values(status=to)
+            ).rowcount
+            if changed != 1:
+                raise InvalidTransitionError(f"model {model_id} changed status concurrently; retry")
+            conn.execute(
+                status_changes_table.insert().values(
+                    model_id=model_id,
+                    from_status=current,
+                    to_status=to,
+                    changed_by=by,
+                    why=why,
+                    changed_at=_now(),
+                )
+            )
+        log.info("model %s: %s -> %s by %s (%s)", model_id, current, to, by, why)
+        return self.get(model_id)
+
+    # ----------------------------------------------------------------------------- reading
+    @staticmethod
+    def _record(row: Any) -> ModelRecord:
+        values = dict(row._mapping)
+        values["trained_at"] = _utc(values["trained_at"])
+        return ModelRecord(**values)
+
+    def get(self, model_id: str) -> ModelRecord:
+        """The model with id ``model_id`` (UnknownModelError if none)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(models_table).where(models_table.c.id == model_id)).first()
+        if row is None:
+            raise UnknownModelError(f"no model with id {model_id!r} in the registry")
+        return self._record(row)
+
+    def list(
+        self, kind: Kind | None = None, status: Status | None = None, name: str | None = None
+    ) -> list[ModelRecord]:
+        """Models, oldest first, optionally filtered by kind, status and name."""
+        if kind is not None and kind not in KINDS:
+            raise RegistryError(f"kind must be one of {KINDS}, got {kind!r}")
+        if status is not None and status not in STATUSES:
+            raise RegistryError(f"status must be one of {STATUSES}, got {status!r}")
+        query = select(models_table).order_by(models_table.c.trained_at, models_table.c.id)
+        for column, value in (("kind", kind), ("status", status), ("name", name)):
+            if value is not None:
+                query = query.where(models_table.c[column] == value)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def latest(self, name: str, status: Status | None = "approved") -> ModelRecord:
+        """The most recently trained model called ``name`` with ``status`` (None: any status)."""
+        found = self.list(name=name, status=status)
+        if not found:
+            raise UnknownModelError(f"no {status or 'registered'} model named {name!r} in the registry")
+        return found[-1]
+
+    def history(self, model_id: str) -> list[StatusChange]:
+        """The model's status changes, oldest first (registration included)."""
+        self.get(model_id)
+        query = (
+            select(status_changes_table)
+            .where(status_changes_table.c.model_id == model_id)
+            .order_by(status_changes_table.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+        return [
+            StatusChange(
+                model_id=r["model_id"],
+                from_status=r["from_status"],
+                to_status=r["to_status"],
+                changed_by=r["changed_by"],
+                why=r["why"],
+                changed_at=_utc(r["changed_at"]),
+            )
+            for r in rows
+        ]
+
+    def verify_artifact(self, model_id: str) -> Path:
+        """The model's artifact path after checking its sha256 against the registered one.
+
+        Raises FileNotFoundError when the artifact is gone and ArtifactIntegrityError when it changed.
+        """
+        record = self.get(model_id)
+        digest = artifact_sha256(record.artifact_path)
+        if digest != record.artifact_sha256:
+            raise ArtifactIntegrityError(
+                f"artifact {record.artifact_path} of model {model_id} has sha256 {digest}, but "
+                f"{record.artifact_sha256} was registered: it was changed after registration; refusing it"
+            )
+        return Path(record.artifact_path)
+
+    def resolve_for_generation(self, model: str, allow_unapproved: bool = False) -> ModelRecord:
+        """The model the generate step may load, by id or by name, with its artifact verified.
+
+        An id gives that model; a name gives its latest approved model (with ``allow_unapproved``,
+        its latest draft when none is approved; a retired model is only reachable by id). A model
+        that is not approved raises UnapprovedModelError unless ``allow_unapproved=True`` (then
+        logged as a warning). A changed artifact raises ArtifactIntegrityError in every case.
+        """
+        model = _require_text("model", model)
+        try:
+            record = self.get(model)
+        except UnknownModelError:
+            record = self._latest_usable(model, allow_unapproved)
+        if record.status != "approved":
+            if not allow_unapproved:
+                raise UnapprovedModelError(
+                    f"model {record.id} ({record.name}) is {record.status}, not approved; approve it with "
+                    f"`trialsynth registry approve {record.id} --by ... --why ...` or pass allow_unapproved=True"
+                )
+            log.warning(
+                "using %s model %s (%s): caller opted out of approval", record.status, record.id, record.name
+            )
+        self.verify_artifact(record.id)
+        return record
+
+    def _latest_usable(self, name: str, allow_unapproved: bool) -> ModelRecord:
+        """Latest approved model called ``name``; with the opt-out, else its latest draft."""
+        known = self.list(name=name)
+        if not known:
+            raise UnknownModelError(f"no model with id or name {name!r} in the registry")
+        usable = ("approved",) if not allow_unapproved else ("approved", "draft")
+        for status in usable:
+            candidates = [r for r in known if r.status == status]
+            if candidates:
+                return candidates[-1]
+        raise UnapprovedModelError(
+            f"no {' or '.join(usable)} model named {name!r} (statuses: {sorted({r.status for r in known})}); "
+            "approve one with `trialsynth registry approve MODEL_ID --by ... --why ...`"
+            + ("" if allow_unapproved else " or pass allow_unapproved=True")
+        )
