@@ -1,0 +1,213 @@
+"""Self-contained HTML report of an evidence pack.
+
+Everything is inline: figures are PNGs embedded as base64 ``data:`` URIs and styles sit in the
+page, with no external URL at all, because the report shows patient-level distributions and must
+open offline inside a closed network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+
+from models.evidence.encoding import distance_encoder, subsample
+from models.evidence.metrics import correlation_matrix
+
+if TYPE_CHECKING:
+    from models.evidence.pack import EvidencePack, PlotData
+
+COLOURS = {"real": "#1f77b4", "imputed": "#2ca02c", "synthetic": "#d62728", "holdout": "#7f7f7f"}
+LEVEL_COLOURS = {"pass": "#d4edda", "warn": "#fff3cd", "fail": "#f8d7da"}
+_MAX_CATEGORIES_DRAWN = 20
+_MAX_POINTS_DRAWN = 2000
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 0.9em; }
+td.num { text-align: right; font-family: monospace; }
+.badge { padding: 4px 12px; font-weight: bold; text-transform: uppercase; }
+.figures img { margin: 4px; border: 1px solid #eee; }
+""" + "".join(f".{level} {{ background: {colour}; }}\n" for level, colour in LEVEL_COLOURS.items())
+
+
+def _png(fig: Figure) -> str:
+    """The figure as an ``<img>`` tag with an inline base64 PNG (no software URL in the metadata)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{encoded}" alt="figure">'
+
+
+def _distribution_figure(column: str, series: dict[str, pd.Series], categorical: bool) -> Figure:
+    fig = Figure(figsize=(3.6, 2.6), layout="constrained")
+    ax = fig.subplots()
+    if categorical:
+        shares = pd.DataFrame({label: s.value_counts(normalize=True) for label, s in series.items()}).fillna(
+            0.0
+        )
+        shares = shares.sort_values("real", ascending=False).head(_MAX_CATEGORIES_DRAWN)
+        width = 0.8 / len(series)
+        for i, label in enumerate(series):
+            ax.bar(
+                np.arange(len(shares)) + i * width, shares[label], width, label=label, color=COLOURS[label]
+            )
+        ax.set_xticks(
+            np.arange(len(shares)) + 0.4 - width / 2, shares.index, rotation=45, ha="right", fontsize=7
+        )
+        ax.set_ylabel("share")
+    else:
+        observed = {label: s.dropna().to_numpy() for label, s in series.items()}
+        low, high = np.percentile(observed["real"], [0.5, 99.5])
+        bins = np.linspace(low, high, 31) if high > low else 10
+        for label, values in observed.items():
+            if len(values):
+                ax.hist(
+                    values,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    lw=1.5,
+                    label=label,
+                    color=COLOURS[label],
+                )
+        ax.set_ylabel("density")
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # headroom for the legend
+    ax.set_title(column, fontsize=9)
+    ax.legend(fontsize=7, ncols=len(series), loc="upper center")
+    return fig
+
+
+def _correlation_figure(data: PlotData) -> Figure:
+    matrices = {
+        "real": correlation_matrix(data.real, data.numeric),
+        "synthetic": correlation_matrix(data.synthetic, data.numeric),
+    }
+    matrices["|real - synthetic|"] = (matrices["real"] - matrices["synthetic"]).abs()
+    size = max(3.0, 0.3 * len(data.numeric) + 2)
+    fig = Figure(figsize=(3 * size + 1.5, size), layout="constrained")
+    for ax, (title, matrix) in zip(fig.subplots(1, 3), matrices.items(), strict=True):
+        is_delta = title.startswith("|")
+        image = ax.imshow(
+            matrix.to_numpy(), vmin=0 if is_delta else -1, vmax=1, cmap="Reds" if is_delta else "coolwarm"
+        )
+        ticks = np.arange(len(data.numeric))
+        ax.set_xticks(ticks, data.numeric, rotation=90, fontsize=6)
+        ax.set_yticks(ticks, data.numeric, fontsize=6)
+        ax.set_title(f"Pearson r, {title}", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.7)
+    return fig
+
+
+def _dcr_figure(data: PlotData) -> Figure:
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.subplots()
+    privacy = data.privacy
+    high = np.percentile(np.r_[privacy.dcr_synthetic, privacy.dcr_holdout], 99)
+    bins = np.linspace(0, high if high > 0 else 1, 41)
+    for label, values in (("synthetic", privacy.dcr_synthetic), ("holdout", privacy.dcr_holdout)):
+        ax.hist(
+            values, bins=bins, density=True, alpha=0.5, label=f"{label} to training", color=COLOURS[label]
+        )
+    ax.axvline(privacy.holdout_p5, color="k", ls="--", lw=1, label="holdout 5th percentile")
+    ax.set_xlabel("distance to closest training record (standardized units)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _projection_figure(data: PlotData) -> Figure:
+    rng = np.random.default_rng(data.random_state)
+    encoder = distance_encoder(data.categorical, data.numeric).fit(data.real)
+    real = encoder.transform(subsample(data.real, _MAX_POINTS_DRAWN, rng))
+    synthetic = encoder.transform(subsample(data.synthetic, _MAX_POINTS_DRAWN, rng))
+    pca = PCA(n_components=min(2, real.shape[1]), random_state=data.random_state).fit(real)
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    ax = fig.subplots()
+    for label, z in (("real", real), ("synthetic", synthetic)):
+        xy = np.pad(pca.transform(z), ((0, 0), (0, 2 - pca.n_components_)))  # a 1-column table: PC2 = 0
+        ax.scatter(xy[:, 0], xy[:, 1], s=5, alpha=0.4, label=label, color=COLOURS[label])
+    explained = np.pad(pca.explained_variance_ratio_, (0, 2 - pca.n_components_))
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of real variance)")
+    ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _table(header: list[str], rows: list[list[str]], row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f'<tr class="{cls}">' + "".join(rows[i]) + "</tr>"
+        for i, cls in enumerate(row_classes or [""] * len(rows))
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4g}</td>'
+    return f"<td>{html.escape('' if value is None else str(value))}</td>"
+
+
+def _metric_table(pack: EvidencePack) -> str:
+    frame = pack.metrics_frame()
+    rows = [
+        [
+            _cell(r.metric),
+            _cell(r.variable),
+            _cell(r.value),
+            _cell(pack.thresholds[r.metric].describe()),
+            _cell(r.level),
+        ]
+        for r in frame.itertuples()
+    ]
+    return _table(["metric", "variable", "value", "threshold", "level"], rows, list(frame["level"]))
+
+
+def render_html(pack: EvidencePack) -> str:
+    """The report as one HTML string: context, metric table, overlays, heatmaps, DCR, projection."""
+    data = pack.plot_data
+    if data is None:
+        raise ValueError(
+            f"evidence pack {pack.run_id!r} has no plot data (read from JSON?); rebuild it to draw"
+        )
+    series_labels = ["real", "imputed", "synthetic"] if data.imputed is not None else ["real", "synthetic"]
+    frames = {"real": data.real, "imputed": data.imputed, "synthetic": data.synthetic}
+    overlays = "".join(
+        _png(_distribution_figure(col, {k: frames[k][col] for k in series_labels}, col in data.categorical))
+        for col in data.real.columns
+    )
+    context_rows = [[_cell(k), _cell(v)] for k, v in {"run_id": pack.run_id, **pack.context}.items()]
+    context_rows.append([_cell("created_at"), _cell(pack.created_at)])
+    details_rows = [
+        [_cell(f"{section}.{k}"), _cell(v)]
+        for section in ("detection", "utility", "privacy")
+        for k, v in (pack.details.get(section) or {}).items()
+    ]
+    correlation = (
+        _png(_correlation_figure(data))
+        if len(data.numeric) >= 2
+        else "<p>Fewer than two numeric columns.</p>"
+    )
+    level = pack.overall_level
+    title = html.escape(f"Evidence pack {pack.run_id}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_CSS}</style></head>
+<body>
+<h1>{title} <span class="badge {level}">{level}</span></h1>
+<h2>Context</h2>{_table(["field", "value"], context_rows)}
+<h2>Metrics</h2>{_metric_table(pack)}
+<h2>Supporting numbers</h2>{_table(["quantity", "value"], details_rows)}
+<h2>Distributions: {" vs ".join(series_labels)}</h2><div class="figures">{overlays}</div>
+<h2>Correlations (numeric columns)</h2><div class="figures">{correlation}</div>
+<h2>Distance to closest training record</h2><div class="figures">{_png(_dcr_figure(data))}</div>
+<h2>PCA projection (fitted on real rows)</h2><div class="figures">{_png(_projection_figure(data))}</div>
+</body></html>
+"""

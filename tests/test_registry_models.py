@@ -1,0 +1,242 @@
+"""Model registry: provenance, status transitions with audit trail, approval gate, tamper check, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Boolean, Enum, create_engine, inspect
+
+from trialsynth import cli
+from trialsynth.registry import (
+    ArtifactIntegrityError,
+    InvalidTransitionError,
+    ModelRegistry,
+    RegistryError,
+    UnapprovedModelError,
+    UnknownModelError,
+    metadata,
+)
+
+DATA_SHA = hashlib.sha256(b"training data").hexdigest()
+
+
+POSTGRES_URL = os.environ.get("TRIALSYNTH_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request, tmp_path) -> ModelRegistry:
+    """A fresh registry on SQLite, and on Postgres too when TRIALSYNTH_TEST_POSTGRES_URL names a
+    scratch database (its registry tables are dropped first), e.g.
+    ``postgresql+psycopg2://postgres@/scratch?host=/tmp/pg&port=55432``."""
+    if request.param == "sqlite":
+        return ModelRegistry(f"sqlite:///{tmp_path / 'sub' / 'registry.sqlite'}")
+    if not POSTGRES_URL:
+        pytest.skip("set TRIALSYNTH_TEST_POSTGRES_URL to a scratch Postgres database to run on Postgres")
+    engine = create_engine(POSTGRES_URL)
+    metadata.drop_all(engine)
+    return ModelRegistry(engine=engine)
+
+
+@pytest.fixture
+def artifact(tmp_path) -> Path:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"weights v1")
+    return path
+
+
+def register(registry: ModelRegistry, artifact: Path, **overrides) -> str:
+    kwargs = {
+        "kind": "synthesizer",
+        "name": "ctgan-s01",
+        "trained_by": "alice",
+        "training_data_sha256": DATA_SHA,
+        "artifact_path": artifact,
+        "parameters": {"epochs": 300, "pac": 10},
+        "seed": 7,
+        "metrics": {"detection_auc": 0.61},
+        "training_data_version": "drop-0003",
+        **overrides,
+    }
+    return registry.register(**kwargs)
+
+
+def test_register_records_provenance_as_draft(registry, artifact) -> None:
+    trained_at = datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    model_id = register(registry, artifact, trained_at=trained_at, code_version="abc123")
+    record = registry.get(model_id)
+    assert record.status == "draft" and record.kind == "synthesizer" and record.name == "ctgan-s01"
+    assert record.trained_at == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # stored and returned in UTC
+    assert record.artifact_sha256 == hashlib.sha256(b"weights v1").hexdigest()
+    assert record.parameters == {"epochs": 300, "pac": 10} and record.metrics == {"detection_auc": 0.61}
+    assert (record.seed, record.training_data_sha256, record.code_version) == (7, DATA_SHA, "abc123")
+    [registration] = registry.history(model_id)
+    assert (registration.from_status, registration.to_status, registration.changed_by) == (
+        None,
+        "draft",
+        "alice",
+    )
+
+
+def test_registry_survives_reopening(tmp_path, artifact) -> None:
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    model_id = register(ModelRegistry(url), artifact)
+    assert ModelRegistry(url).get(model_id).name == "ctgan-s01"
+
+
+def test_transitions_move_forward_only_and_are_audited(registry, artifact) -> None:
+    model_id = register(registry, artifact)
+    assert registry.approve(model_id, by="bob", why="evidence pack r1 passes").status == "approved"
+    with pytest.raises(InvalidTransitionError, match="approved; it can move to retired, not approved"):
+        registry.approve(model_id, by="bob", why="again")
+    assert registry.retire(model_id, by="carol", why="superseded").status == "retired"
+    with pytest.raises(InvalidTransitionError, match="retired; it can move to nothing"):
+        registry.approve(model_id, by="bob", why="back")
+    trail = [(c.from_status, c.to_status, c.changed_by, c.why) for c in registry.history(model_id)]
+    assert trail == [
+        (None, "draft", "alice", "registered"),
+        ("draft", "approved", "bob", "evidence pack r1 passes"),
+        ("approved", "retired", "carol", "superseded"),
+    ]
+
+
+def test_a_draft_can_be_retired_directly(registry, artifact) -> None:
+    model_id = register(registry, artifact)
+    assert registry.retire(model_id, by="bob", why="failed evidence").status == "retired"
+
+
+def test_status_changes_need_who_and_why(registry, artifact) -> None:
+    model_id = register(registry, artifact)
+    with pytest.raises(RegistryError, match="why must be a non-empty string"):
+        registry.approve(model_id, by="bob", why=" ")
+    assert registry.get(model_id).status == "draft"
+
+
+def test_only_approved_models_are_resolved_unless_the_caller_opts_out(registry, artifact) -> None:
+    model_id = register(registry, artifact)
+    with pytest.raises(UnapprovedModelError, match="draft, not approved"):
+        registry.resolve_for_generation(model_id)
+    with pytest.raises(UnapprovedModelError, match="no approved model named 'ctgan-s01'"):
+        registry.resolve_for_generation("ctgan-s01")
+    assert registry.resolve_for_generation(model_id, allow_unapproved=True).id == model_id
+    assert registry.resolve_for_generation("ctgan-s01", allow_unapproved=True).id == model_id
+    registry.approve(model_id, by="bob", why="ok")
+    assert registry.resolve_for_generation(model_id).id == model_id
+    assert registry.resolve_for_generation("ctgan-s01").id == model_id
+    with pytest.raises(UnknownModelError, match="no model with id or name 'nope'"):
+        registry.resolve_for_generation("nope")
+
+
+def test_name_resolves_to_the_latest_approved_model(registry, artifact) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    old, new, newest_draft = (
+        register(registry, artifact, trained_at=start + timedelta(days=d)) for d in (0, 1, 2)
+    )
+    for model_id in (old, new):
+        registry.approve(model_id, by="bob", why="ok")
+    assert registry.latest("ctgan-s01").id == new
+    assert registry.latest("ctgan-s01", status=None).id == newest_draft
+    assert registry.resolve_for_generation("ctgan-s01").id == new
+    registry.retire(new, by="bob", why="bug found")
+    assert registry.resolve_for_generation("ctgan-s01").id == old
+
+
+def test_a_tampered_artifact_is_refused(registry, artifact) -> None:
+    model_id = register(registry, artifact)
+    registry.approve(model_id, by="bob", why="ok")
+    artifact.write_bytes(b"weights v1 + backdoor")
+    with pytest.raises(ArtifactIntegrityError, match="changed after registration"):
+        registry.resolve_for_generation(model_id)
+    with pytest.raises(ArtifactIntegrityError):
+        registry.resolve_for_generation(model_id, allow_unapproved=True)  # the opt-out covers approval only
+    artifact.unlink()
+    with pytest.raises(FileNotFoundError):
+        registry.verify_artifact(model_id)
+
+
+def test_a_tampered_draft_cannot_be_approved(registry, artifact) -> None:
+    model_id = register(registry, artifact)
+    artifact.write_bytes(b"other weights")
+    with pytest.raises(ArtifactIntegrityError):
+        registry.approve(model_id, by="bob", why="ok")
+    assert registry.get(model_id).status == "draft"
+
+
+def test_directory_artifacts_are_hashed_by_content(registry, tmp_path) -> None:
+    folder = tmp_path / "imputer"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    model_id = register(registry, folder, kind="imputer", name="mice")
+    assert registry.verify_artifact(model_id) == folder
+    (folder / "extra.bin").write_bytes(b"x")
+    with pytest.raises(ArtifactIntegrityError):
+        registry.verify_artifact(model_id)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kind": "classifier"}, "kind must be one of"),
+        ({"name": ""}, "name must be a non-empty string"),
+        ({"training_data_sha256": "abc"}, "training_data_sha256 must be 64"),
+        ({"seed": 1.5}, "seed must be an int"),
+        ({"parameters": {"f": object()}}, "parameters must be JSON-serializable"),
+        ({"metrics": {"auc": float("nan")}}, "metrics must be JSON-serializable"),
+        ({"trained_at": datetime(2024, 1, 1)}, "timezone-aware"),
+        ({"expected_artifact_sha256": "0" * 64}, "not the expected"),
+    ],
+)
+def test_bad_registrations_raise_clear_errors(registry, artifact, overrides: dict, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        register(registry, artifact, **overrides)
+    assert registry.list() == []
+
+
+def test_missing_artifact_is_refused_at_registration(registry, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        register(registry, tmp_path / "missing.pt")
+
+
+def test_list_filters(registry, artifact) -> None:
+    synth = register(registry, artifact)
+    imputer = register(registry, artifact, kind="imputer", name="mice")
+    registry.approve(imputer, by="bob", why="ok")
+    assert [r.id for r in registry.list()] == [synth, imputer]
+    assert [r.id for r in registry.list(kind="imputer")] == [imputer]
+    assert [r.id for r in registry.list(status="draft")] == [synth]
+    with pytest.raises(RegistryError, match="status must be one of"):
+        registry.list(status="live")
+
+
+def test_schema_uses_portable_types_only() -> None:
+    # Enum/Boolean would create dialect-specific types or constraints; the schema must move to Postgres.
+    for table in metadata.tables.values():
+        for column in table.columns:
+            assert not isinstance(column.type, Enum | Boolean), column
+
+
+def test_tables_and_columns(registry) -> None:
+    inspector = inspect(registry.engine)
+    assert set(inspector.get_table_names()) >= {"models", "status_changes"}
+    columns = {c["name"] for c in inspector.get_columns("models")}
+    assert {"training_data_sha256", "artifact_sha256", "parameters", "metrics", "status", "seed"} <= columns
+
+
+def test_cli_list_approve_retire(settings, artifact, capsys) -> None:
+    registry = ModelRegistry()  # the (tmp_path) settings' default URL, as the CLI uses
+    model_id = register(registry, artifact)
+    assert cli.main(["registry", "list"]) == 0
+    assert model_id in capsys.readouterr().out
+    assert cli.main(["registry", "approve", model_id, "--by", "bob", "--why", "evidence ok"]) == 0
+    assert "is now approved" in capsys.readouterr().out
+    assert cli.main(["registry", "list", "--status", "approved"]) == 0
+    assert model_id in capsys.readouterr().out
+    assert cli.main(["registry", "approve", model_id, "--by", "bob", "--why", "again"]) == 2
+    assert "it can move to retired" in capsys.readouterr().err
+    assert cli.main(["registry", "retire", model_id, "--by", "carol", "--why", "old"]) == 0
+    assert registry.get(model_id).status == "retired"
+    assert cli.main(["registry", "retire", "nope", "--by", "carol", "--why", "old"]) == 2
+    assert "no model with id 'nope'" in capsys.readouterr().err
