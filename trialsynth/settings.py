@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     dagster_home: Path = Path(".dagster_home")
     dbt_project_dir: Path = Path("dbt_project")
     designs_dir: Path = Path("data/designs")
+    studies_dir: Path = Path("data/studies")
     registry_url: str = Field(default="", description="SQLAlchemy URL of the model registry; empty = SQLite in the lake")
     dagster_storage: Literal["sqlite", "postgres"] = "sqlite"
     postgres: PostgresSettings = PostgresSettings()
@@ -115,6 +116,10 @@ class Settings(BaseSettings):
     @property
     def designs_path(self) -> Path:
         return self._abs(self.designs_dir)
+
+    @property
+    def studies_path(self) -> Path:
+        return self._abs(self.studies_dir)
 
     @property
     def registry_sqlalchemy_url(self) -> str:

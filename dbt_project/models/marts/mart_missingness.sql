@@ -1,0 +1,43 @@
+-- % missing by variable x visit x site, per tenant/study (cells defined in fact_missingness_cell).
+with cells as (
+    select tenant_id, study_id, site_id, domain, variable, visitnum, is_missing
+    from {{ ref('fact_missingness_cell') }}
+    where {{ partition_filter() }}
+),
+
+visits as (
+    select tenant_id, study_id, visitnum, visit
+    from {{ ref('dim_visit') }}
+    where {{ partition_filter() }}
+),
+
+counts as (
+    select
+        tenant_id,
+        study_id,
+        site_id,
+        domain,
+        variable,
+        visitnum,
+        count(*) as n_expected,
+        sum(case when is_missing then 0 else 1 end) as n_observed,
+        sum(case when is_missing then 1 else 0 end) as n_missing
+    from cells
+    group by tenant_id, study_id, site_id, domain, variable, visitnum
+)
+
+select
+    c.tenant_id as tenant_id,
+    c.study_id as study_id,
+    c.site_id as site_id,
+    c.domain as domain,
+    c.variable as variable,
+    c.visitnum as visitnum,
+    v.visit as visit,
+    c.n_expected as n_expected,
+    c.n_observed as n_observed,
+    c.n_missing as n_missing,
+    100 * {{ cast_as('c.n_missing', 'double') }} / c.n_expected as pct_missing
+from counts as c
+left join visits as v
+    on v.tenant_id = c.tenant_id and v.study_id = c.study_id and v.visitnum = c.visitnum

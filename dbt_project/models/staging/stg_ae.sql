@@ -1,0 +1,25 @@
+-- Adverse events with MedDRA coding.
+select
+    tenant_id,
+    study_id,
+    {{ text('USUBJID') }} as usubjid,
+    {{ cast_as('AESEQ', 'bigint') }} as seq,
+    {{ text('AETERM') }} as reported_term,
+    {{ text('AEDECOD') }} as preferred_term,
+    {{ text('AEHLGT') }} as hlgt,
+    {{ text('AEBODSYS') }} as soc,
+    {{ text('AESEV') }} as severity,
+    {{ text('AESER') }} as serious,
+    {{ text('AEREL') }} as causality,
+    {{ text('AEOUT') }} as outcome,
+    {{ text('AESTDTC') }} as onset_dtc,
+    {{ iso_date('AESTDTC') }} as onset_date,
+    {{ text('AEENDTC') }} as end_dtc,
+    {{ iso_date('AEENDTC') }} as end_date,
+    AESTDY as onset_study_day,
+    {{ text('AEENTDTC') }} as entry_dtc,
+    {{ iso_date('AEENTDTC') }} as entry_date,
+    _drop_id as drop_id,
+    _source_file as source_file,
+    _source_row as source_row
+from {{ bronze('ae') }}

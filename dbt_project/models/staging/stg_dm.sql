@@ -1,0 +1,27 @@
+-- Demographics, one row per screened subject: snake_case names and typed dates only.
+select
+    tenant_id,
+    study_id,
+    {{ text('USUBJID') }} as usubjid,
+    {{ text('SUBJID') }} as subjid,
+    {{ text('SITEID') }} as site_id,
+    AGE as age,
+    {{ text('AGEU') }} as age_unit,
+    {{ text('SEX') }} as sex,
+    {{ text('RACE') }} as race,
+    {{ text('ETHNIC') }} as ethnicity,
+    {{ text('ARMCD') }} as armcd,
+    {{ text('ARM') }} as arm,
+    {{ text('ACTARMCD') }} as actual_armcd,
+    {{ text('ACTARM') }} as actual_arm,
+    {{ text('COUNTRY') }} as country,
+    {{ text('RFICDTC') }} as informed_consent_dtc,
+    {{ iso_date('RFICDTC') }} as informed_consent_date,
+    {{ text('RFSTDTC') }} as reference_start_dtc,
+    {{ iso_date('RFSTDTC') }} as reference_start_date,
+    {{ text('RFENDTC') }} as reference_end_dtc,
+    {{ iso_date('RFENDTC') }} as reference_end_date,
+    _drop_id as drop_id,
+    _source_file as source_file,
+    _source_row as source_row
+from {{ bronze('dm') }}

@@ -1,0 +1,28 @@
+-- Laboratory results, one row per subject, visit and test.
+select
+    tenant_id,
+    study_id,
+    {{ text('USUBJID') }} as usubjid,
+    {{ cast_as('LBSEQ', 'bigint') }} as seq,
+    {{ text('LBTESTCD') }} as test_code,
+    {{ text('LBTEST') }} as test_name,
+    {{ text('LBCAT') }} as category,
+    {{ text('LBORRES') }} as result_original,
+    {{ text('LBORRESU') }} as unit_original,
+    {{ text('LBSTRESC') }} as result_char,
+    LBSTRESN as result_num,
+    {{ text('LBSTRESU') }} as result_unit,
+    LBSTNRLO as normal_range_low,
+    LBSTNRHI as normal_range_high,
+    {{ text('LBNRIND') }} as normal_range_indicator,
+    {{ text('LBSTAT') }} as status,
+    {{ text('LBREASND') }} as reason_not_done,
+    VISITNUM as visitnum,
+    {{ text('VISIT') }} as visit,
+    {{ text('LBDTC') }} as obs_dtc,
+    {{ iso_date('LBDTC') }} as obs_date,
+    LBDY as study_day,
+    _drop_id as drop_id,
+    _source_file as source_file,
+    _source_row as source_row
+from {{ bronze('lb') }}

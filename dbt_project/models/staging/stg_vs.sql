@@ -1,0 +1,26 @@
+-- Vital signs, one row per subject, visit, test and time point.
+select
+    tenant_id,
+    study_id,
+    {{ text('USUBJID') }} as usubjid,
+    {{ cast_as('VSSEQ', 'bigint') }} as seq,
+    {{ text('VSTESTCD') }} as test_code,
+    {{ text('VSTEST') }} as test_name,
+    {{ text('VSPOS') }} as position,
+    {{ text('VSORRES') }} as result_original,
+    {{ text('VSORRESU') }} as unit_original,
+    {{ text('VSSTRESC') }} as result_char,
+    VSSTRESN as result_num,
+    {{ text('VSSTRESU') }} as result_unit,
+    {{ text('VSSTAT') }} as status,
+    {{ text('VSREASND') }} as reason_not_done,
+    {{ text('VSTPT') }} as time_point,
+    VISITNUM as visitnum,
+    {{ text('VISIT') }} as visit,
+    {{ text('VSDTC') }} as obs_dtc,
+    {{ iso_date('VSDTC') }} as obs_date,
+    VSDY as study_day,
+    _drop_id as drop_id,
+    _source_file as source_file,
+    _source_row as source_row
+from {{ bronze('vs') }}
