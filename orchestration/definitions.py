@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from assets import design, ingest, warehouse
+from assets import design, imputation, ingest, missingness, synthesis, warehouse
 from orchestration.jobs import marts_refresh_job, study_pipeline_job
-from orchestration.resources import LakeResource, LineageResource
+from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from orchestration.schedules import nightly_marts_refresh
 from orchestration.sensors import landing_sensor
 from trialsynth.settings import get_settings
@@ -21,13 +21,14 @@ from trialsynth.settings import get_settings
 _settings = get_settings()
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, warehouse, design]),
+    assets=dg.load_assets_from_modules([ingest, warehouse, missingness, imputation, synthesis, design]),
     jobs=[study_pipeline_job, marts_refresh_job],
     sensors=[landing_sensor],
     schedules=[nightly_marts_refresh],
     resources={
         "lake": LakeResource(),
         "lineage": LineageResource(store=_settings.lineage.store),
+        "registry": RegistryResource(url=_settings.registry_url),
         # dbt from this interpreter's venv, whether or not the venv is on PATH
         "dbt": DbtCliResource(project_dir=warehouse.dbt_project, target=_settings.warehouse.target,
                               dbt_executable=str(Path(sys.executable).parent / "dbt")),

@@ -11,6 +11,7 @@ import polars as pl
 from trialsynth.ingest.bronze import write_parquet_atomic
 from trialsynth.lineage import LineageStore, LocalLineageStore
 from trialsynth.names import split_partition_key
+from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
 
 
@@ -72,3 +73,12 @@ class LineageResource(dg.ConfigurableResource):
     def record(self, partition_key: str, **fields: object) -> dict:
         tenant, study = split_partition_key(partition_key)
         return self.get_store().append(tenant, study, {"partition": partition_key, **fields})
+
+
+class RegistryResource(dg.ConfigurableResource):
+    """The model registry (SQLAlchemy URL; empty = the settings' default, SQLite in the lake)."""
+
+    url: str = ""
+
+    def get(self) -> ModelRegistry:
+        return ModelRegistry(self.url or get_settings().registry_sqlalchemy_url)
