@@ -1,0 +1,5 @@
+"""Imputation estimators."""
+
+from models.impute.knn import DonorKNNImputer, FastKNNImputer
+
+__all__ = ["DonorKNNImputer", "FastKNNImputer"]
