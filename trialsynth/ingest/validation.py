@@ -13,7 +13,7 @@ Dagster definitions load.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,33 +48,37 @@ class ValidationResult:
         return self.quarantined.height
 
 
-def coerce_to_spec(df: pl.DataFrame, spec: DomainSpec, file_name: str) -> tuple[pl.DataFrame, pl.DataFrame, list[RowProblem]]:
-    """Return (typed frame, same rows as text, typing problems). Raises when required columns are absent."""
+def coerce_to_spec(df: pl.DataFrame, spec: DomainSpec, file_name: str) -> tuple[pl.DataFrame, list[RowProblem]]:
+    """Return (typed frame, typing problems). Raises when required columns are absent."""
     missing = [c.name for c in spec.columns if c.required and c.name not in df.columns]
     if missing:
         raise UnreadableFileError(Path(file_name), f"required column(s) {', '.join(missing)} missing for domain "
                                   f"{spec.name.upper()} (columns present: {', '.join(c for c in df.columns if c != SOURCE_ROW)})")
-    as_text = df.with_columns(_as_text(pl.col(c), df.schema[c]) for c in df.columns if c != SOURCE_ROW)
-    problems: list[RowProblem] = []
-    typed_cols = []
+    typed_cols, failed = [], {}
     for col in spec.columns:
-        if col.name not in df.columns:
-            typed_cols.append(pl.lit(None, dtype=POLARS_TYPES[col.type]).alias(col.name))
-            continue
         target = POLARS_TYPES[col.type]
-        source = df.schema[col.name]
-        expr = pl.col(col.name)
+        if col.name not in df.columns:
+            typed_cols.append(pl.lit(None, dtype=target).alias(col.name))
+            continue
+        source, expr = df.schema[col.name], pl.col(col.name)
         if target == pl.String:
             typed_cols.append(_as_text(expr, source).alias(col.name))
             continue
         cast = (expr.str.strip_chars() if source == pl.String else expr).cast(target, strict=False)
         typed_cols.append(cast.alias(col.name))
-        bad = df.filter(pl.col(col.name).is_not_null() & cast.is_null())
-        for row, value in zip(bad[SOURCE_ROW].to_list(), bad[col.name].cast(pl.String).to_list(), strict=True):
-            problems.append(RowProblem(row, col.name, f"type:{col.type}", f"value {value!r} is not a valid {col.type}"))
-    extras = [pl.col(c) for c in as_text.columns if c not in spec.column_names and c != SOURCE_ROW]
-    typed = df.select(*typed_cols, *[as_text.get_column(e.meta.output_name()) for e in extras], pl.col(SOURCE_ROW))
-    return typed, as_text, problems
+        failed[col] = expr.is_not_null() & cast.is_null()
+    extras = [_as_text(pl.col(c), df.schema[c]) for c in df.columns if c not in spec.column_names and c != SOURCE_ROW]
+    typed = df.select(*typed_cols, *extras, pl.col(SOURCE_ROW))
+    problems: list[RowProblem] = []
+    if failed:  # one pass to find any typing failure; per-column detail only for the few bad rows
+        flags = df.select(pl.col(SOURCE_ROW), *(f.alias(c.name) for c, f in failed.items()))
+        bad = df.filter(pl.any_horizontal(*failed.values()))
+        for col in failed:
+            rows = flags.filter(pl.col(col.name))[SOURCE_ROW]
+            values = bad.filter(pl.col(SOURCE_ROW).is_in(rows.implode()))[col.name].cast(pl.String).to_list()
+            problems += [RowProblem(r, col.name, f"type:{col.type}", f"value {v!r} is not a valid {col.type}")
+                         for r, v in zip(rows.to_list(), values, strict=True)]
+    return typed, problems
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -156,7 +160,7 @@ def run_suite(typed: pl.DataFrame, spec: DomainSpec) -> tuple[list[RowProblem], 
 
 def validate_frame(df: pl.DataFrame, spec: DomainSpec, file_name: str, read_problems: list[RowProblem] | None = None) -> ValidationResult:
     """Type ``df`` to ``spec``, run the GX suite, and split passed from quarantined rows."""
-    typed, as_text, type_problems = coerce_to_spec(df, spec, file_name)
+    typed, type_problems = coerce_to_spec(df, spec, file_name)
     gx_problems, summary = run_suite(typed, spec)
     problems = [*(read_problems or []), *type_problems, *gx_problems]
     reasons = pl.DataFrame(
@@ -168,6 +172,8 @@ def validate_frame(df: pl.DataFrame, spec: DomainSpec, file_name: str, read_prob
             pl.lit("["), pl.struct("column", "rule", "detail").struct.json_encode().str.join(","), pl.lit("]")
         ).alias("_reasons")
     )
-    quarantined = as_text.join(bad_rows, left_on=SOURCE_ROW, right_on="row", how="inner").sort(SOURCE_ROW)
+    quarantined = df.join(bad_rows, left_on=SOURCE_ROW, right_on="row", how="inner").sort(SOURCE_ROW)
+    quarantined = quarantined.with_columns(  # original values as text: nothing the sponsor sent is lost
+        _as_text(pl.col(c), quarantined.schema[c]) for c in df.columns if c != SOURCE_ROW)
     passed = typed.join(bad_rows.select("row"), left_on=SOURCE_ROW, right_on="row", how="anti").sort(SOURCE_ROW)
     return ValidationResult(spec.name, file_name, df.height, passed, quarantined, reasons, summary)
