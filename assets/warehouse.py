@@ -72,19 +72,15 @@ class TrialsynthDbtTranslator(DagsterDbtTranslator):
         return super().get_asset_key(dbt_resource_props)
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    partitions_def=tenant_study_partitions,
-    dagster_dbt_translator=TrialsynthDbtTranslator(),
-    pool="duckdb_warehouse",
-)
-def trialsynth_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
+def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
     tenant, study = split_partition_key(context.partition_key)
     os.environ.update(dbt_environment())  # profiles.yml reads the lake and warehouse paths from here
-    invocation = dbt.cli(["build", "--vars", json.dumps({"tenant": tenant, "study": study})], context=context)
+    # "buildable": a test spanning two steps' models (e.g. a relationship to dim_site) runs with the
+    # later step, once both of its parents exist.
+    invocation = dbt.cli(["build", "--indirect-selection", "buildable", "--vars", json.dumps({"tenant": tenant, "study": study})],
+                         context=context)
     yield from invocation.stream()
-    inputs = _bronze_hashes(lineage, context.partition_key)
+    inputs = _upstream_hashes(lineage, context.partition_key)
     run_results = invocation.get_artifact("run_results.json")
     for result in run_results.get("results", []):
         if not result["unique_id"].startswith("model.") or result.get("status") != "success":
@@ -101,10 +97,59 @@ def trialsynth_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
         )
 
 
-def _bronze_hashes(lineage: LineageResource, partition_key: str) -> dict[str, str]:
+def model_groups(manifest: Mapping[str, Any]) -> dict[tuple[str, ...], list[str]]:
+    """dbt models grouped by the analytics sources upstream of them (empty tuple = bronze only).
+
+    Each group becomes its own Dagster step, so a failed analytics asset (say, an evidence pack
+    that cannot be built) holds back only the marts built from it, never the star schema.
+    """
+    nodes = manifest["nodes"]
+    memo: dict[str, frozenset[str]] = {}
+
+    def analytics_upstream(uid: str) -> frozenset[str]:
+        if uid not in memo:
+            found: set[str] = set()
+            for dep in nodes[uid]["depends_on"]["nodes"]:
+                if dep.startswith("source.") and manifest["sources"][dep]["source_name"] == ANALYTICS_SOURCE:
+                    found.add(manifest["sources"][dep]["name"])
+                elif dep in nodes:
+                    found |= analytics_upstream(dep)
+            memo[uid] = frozenset(found)
+        return memo[uid]
+
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for uid, node in nodes.items():
+        if node["resource_type"] == "model":
+            groups.setdefault(tuple(sorted(analytics_upstream(uid))), []).append(node["name"])
+    return groups
+
+
+def _dbt_step(sources: tuple[str, ...], models: list[str]) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        select=" ".join(sorted(models)),
+        name="dbt_" + ("_".join(sources) if sources else "star_schema"),
+        partitions_def=tenant_study_partitions,
+        dagster_dbt_translator=TrialsynthDbtTranslator(),
+        pool="duckdb_warehouse",
+    )
+    def _step(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
+        yield from _run_dbt(context, dbt, lineage)
+
+    return _step
+
+
+ANALYTICS_SOURCE = "analytics"
+dbt_steps = [_dbt_step(sources, models)
+             for sources, models in sorted(model_groups(json.loads(dbt_project.manifest_path.read_text())).items())]
+
+
+def _upstream_hashes(lineage: LineageResource, partition_key: str) -> dict[str, str]:
+    """Latest output sha256 of every non-dbt asset of the partition (bronze and analytics)."""
     tenant, study = split_partition_key(partition_key)
     latest: dict[str, str] = {}
     for rec in lineage.get_store().read(tenant, study):
-        if rec["asset_key"].startswith("bronze/"):
+        if not rec["asset_key"].startswith("dbt/"):
             latest[rec["asset_key"]] = rec["output_sha256"]
     return latest

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from assets import design, imputation, ingest, missingness, synthesis, warehouse
+from assets import design, imputation, ingest, missingness, rbqm, synthesis, warehouse
 from orchestration.jobs import marts_refresh_job, study_pipeline_job
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from orchestration.schedules import nightly_marts_refresh
@@ -21,7 +21,7 @@ from trialsynth.settings import get_settings
 _settings = get_settings()
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, warehouse, missingness, imputation, synthesis, design]),
+    assets=[*dg.load_assets_from_modules([ingest, missingness, imputation, synthesis, design, rbqm]), *warehouse.dbt_steps],
     jobs=[study_pipeline_job, marts_refresh_job],
     sensors=[landing_sensor],
     schedules=[nightly_marts_refresh],

@@ -13,7 +13,7 @@ study_pipeline_job = dg.define_asset_job(
 
 marts_refresh_job = dg.define_asset_job(
     "marts_refresh",
-    selection=dg.AssetSelection.groups("dbt"),
+    selection=dg.AssetSelection.groups("dbt", "rbqm"),
     partitions_def=tenant_study_partitions,
-    description="Rebuild the dbt star schema and marts of a tenant/study from its current bronze.",
+    description="Rebuild the RBQM inputs (QTL limits, KM) and the dbt star schema and marts of a tenant/study.",
 )

@@ -73,6 +73,9 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
         status = "SUCCESS" if res.success else "FAILURE"
         summary = _summarize(res.get_asset_materialization_events())
         for ev in res.get_step_failure_events():
-            summary.append(f"step {ev.step_key} failed: {ev.step_failure_data.error.message.strip()[:500]}")
+            error = ev.step_failure_data.error
+            while error.cause is not None:  # the user-facing cause, not Dagster's wrapper
+                error = error.cause
+            summary.append(f"step {ev.step_key} failed: {error.message.strip()[:500]}")
         outcomes.append(RunOutcome(request.partition_key, status, res.run_id, summary))
     return outcomes

@@ -11,11 +11,16 @@
 {%- endmacro %}
 
 {% macro lake_glob(file_stem) -%}
+  {{- return(lake_root() ~ '/*/*/bronze/' ~ file_stem ~ '.parquet') -}}
+{%- endmacro %}
+
+{#- The lake folder or URL, validated (it becomes a SQL literal). -#}
+{% macro lake_root() -%}
   {%- set lake = env_var('TRIALSYNTH_LAKE_DIR', '../data/lake').rstrip('/') -%}
   {%- if "'" in lake or "\\" in lake -%}
     {{ exceptions.raise_compiler_error("TRIALSYNTH_LAKE_DIR must not contain quotes or backslashes: " ~ lake) }}
   {%- endif -%}
-  {{- return(lake ~ '/*/*/bronze/' ~ file_stem ~ '.parquet') -}}
+  {{- return(lake) -}}
 {%- endmacro %}
 
 {% macro default__bronze_scan(path) -%}
@@ -23,9 +28,15 @@
 {%- endmacro %}
 
 {% macro clickhouse__bronze_scan(path) -%}
+  {{ clickhouse_parquet(path) }}
+{%- endmacro %}
+
+{#- file() or s3() over a Parquet glob; `structure` ('name Type, ...') is optional. -#}
+{% macro clickhouse_parquet(path, structure=none) -%}
+  {%- set args = "'" ~ path ~ "', 'Parquet'" ~ (", '" ~ structure ~ "'" if structure else "") -%}
   {%- if path.startswith('s3://') or path.startswith('http://') or path.startswith('https://') -%}
-    s3('{{ path }}', 'Parquet')
+    s3({{ args }})
   {%- else -%}
-    file('{{ path }}', 'Parquet')
+    file({{ args }})
   {%- endif -%}
 {%- endmacro %}

@@ -26,8 +26,16 @@
 {%- endmacro %}
 
 {% macro clickhouse__cast_as(expression, type) -%}
+  cast({{ expression }} as {{ clickhouse_type(type) }})
+{%- endmacro %}
+
+{#- The Nullable ClickHouse type of one of the type names cast_as takes. -#}
+{% macro clickhouse_type(type) -%}
   {%- set types = {'bigint': 'Int64', 'double': 'Float64', 'varchar': 'String', 'date': 'Date32', 'boolean': 'Bool'} -%}
-  cast({{ expression }} as Nullable({{ types[type] }}))
+  {%- if type not in types -%}
+    {{ exceptions.raise_compiler_error("type must be one of " ~ (types.keys() | join(', ')) ~ ", got " ~ type) }}
+  {%- endif -%}
+  {{- return('Nullable(' ~ types[type] ~ ')') -}}
 {%- endmacro %}
 
 {#- Monday of the ISO week of a date, as a date. -#}
@@ -62,4 +70,45 @@
 {#- 1/0 flag as a boolean column (Bool in ClickHouse, BOOLEAN in DuckDB). -#}
 {% macro flag(condition) -%}
   case when {{ condition }} then true else false end
+{%- endmacro %}
+
+{#- Continuous quantile (linear interpolation between order statistics, as numpy's default and
+    Excel PERCENTILE.INC) of a numeric expression; NULLs are ignored. q is a literal in [0, 1]. -#}
+{% macro quantile_cont(expression, q) -%}
+  {{ adapter.dispatch('quantile_cont', 'trialsynth')(expression, q) }}
+{%- endmacro %}
+
+{% macro default__quantile_cont(expression, q) -%}
+  quantile_cont({{ expression }}, {{ q }})
+{%- endmacro %}
+
+{% macro clickhouse__quantile_cont(expression, q) -%}
+  quantileExactInclusive({{ q }})({{ expression }})
+{%- endmacro %}
+
+{#- A date plus a whole number of days, as a date. -#}
+{% macro add_days(date_expression, days) -%}
+  {{ adapter.dispatch('add_days', 'trialsynth')(date_expression, days) }}
+{%- endmacro %}
+
+{% macro default__add_days(date_expression, days) -%}
+  cast({{ date_expression }} + cast({{ days }} as integer) as date)
+{%- endmacro %}
+
+{% macro clickhouse__add_days(date_expression, days) -%}
+  addDays({{ date_expression }}, {{ days }})
+{%- endmacro %}
+
+{#- The integers 0 .. 10^digits - 1 as a subquery with one column n (plain SQL on both engines). -#}
+{% macro integers(digits=4) -%}
+  (
+    select
+      {%- for i in range(digits) %} d{{ i }}.d * {{ 10 ** i }}{% if not loop.last %} +{% endif %}{% endfor %} as n
+    from
+      {%- for i in range(digits) %}
+      (select 0 as d union all select 1 union all select 2 union all select 3 union all select 4
+       union all select 5 union all select 6 union all select 7 union all select 8 union all select 9) as d{{ i }}
+      {%- if not loop.last %} cross join{% endif %}
+      {%- endfor %}
+  )
 {%- endmacro %}

@@ -1,0 +1,142 @@
+"""Superset end to end: `infra/superset/run_superset.sh` on a two-tenant warehouse, per-tenant
+row-level security through the chart-data API, and every dashboard rendered in headless Chromium
+(screenshots in test-artifacts/superset/). Needs `.venv-superset` (infra/superset/install.sh) and
+Debian's chromium; about 3 minutes, most of it Superset's first-run metadata setup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from infra.superset.provision import SupersetClient, load_rules
+from infra.superset.sample_marts import build_sample_warehouse
+from infra.superset.server import running_superset
+from infra.superset.spec import ROOT, load_spec
+
+VENV = ROOT / ".venv-superset"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "superset"
+PLACEHOLDER_MARTS = ("mart_imputation_delta", "mart_little_mcar")
+
+if not (VENV / ".installed").exists():
+    pytest.skip(f"{VENV} is absent: run infra/superset/install.sh (or `make superset`) to test Superset",
+                allow_module_level=True)
+
+SPEC = load_spec()
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    counts: dict[str, dict[str, int]]
+
+    def client(self, user: str) -> SupersetClient:
+        return SupersetClient(self.url, user, (self.home / f"{user}_password").read_text().strip())
+
+
+@pytest.fixture(scope="session")
+def superset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("superset")
+    counts = build_sample_warehouse(base / "data" / "warehouse" / "trialsynth.duckdb", n_subjects=150,
+                                    omit=PLACEHOLDER_MARTS)
+    try:
+        with running_superset(base / "data", base / "home", base / "run_superset.log") as url:
+            yield Server(url, base / "home", counts)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+def _rows_by_tenant(client: SupersetClient, dataset_id: int) -> dict[str, int]:
+    """Row count per tenant_id of a dataset, through the chart-data API (RLS applies)."""
+    body = {"datasource": {"id": dataset_id, "type": "table"}, "force": True, "result_format": "json",
+            "result_type": "full", "queries": [{
+                "columns": ["tenant_id"], "row_limit": 100,
+                "metrics": [{"expressionType": "SQL", "sqlExpression": "COUNT(*)", "label": "n"}]}]}
+    data = client.request("POST", "/api/v1/chart/data", json=body)["result"][0]["data"]
+    return {row["tenant_id"]: row["n"] for row in data}
+
+
+def test_admin_sees_both_tenants_and_each_tenant_user_only_its_own(superset: Server):
+    admin = superset.client("admin")
+    datasets = {d["table_name"]: d["id"] for d in admin.list_all("dataset", "id,table_name")}
+    tenants = {t.tenant: superset.client(t.user) for t in load_rules().tenants}
+    for mart, expected in superset.counts.items():
+        assert _rows_by_tenant(admin, datasets[mart]) == expected, mart
+        for tenant, client in tenants.items():
+            assert _rows_by_tenant(client, datasets[mart]) == {tenant: expected[tenant]}, (mart, tenant)
+    for mart in PLACEHOLDER_MARTS:  # published as empty placeholders: queries work, no rows
+        assert _rows_by_tenant(tenants["acme"], datasets[mart]) == {}
+
+
+def test_every_saved_chart_answers_through_the_chart_data_api(superset: Server):
+    client = superset.client("acme_viewer")
+    charts = client.list_all("chart", "id,slice_name")
+    assert len(charts) == sum(len(d.charts) for d in SPEC.dashboards.values())
+    for chart in charts:
+        result = client.get(f"/api/v1/chart/{chart['id']}/data/")["result"][0]
+        assert result.get("error") is None, chart["slice_name"]
+        assert all(row.get("tenant_id", "acme") == "acme" for row in result["data"])
+
+
+def test_a_study_without_edc_logs_says_not_available(superset: Server):
+    client = superset.client("cdisc_viewer")
+    chart = next(c for c in client.list_all("chart", "id,slice_name,dashboards.dashboard_title")
+                 if c["slice_name"] == "Data availability"
+                 and c["dashboards"][0]["dashboard_title"] == SPEC.dashboards["rbqm"].title)
+    rows = client.get(f"/api/v1/chart/{chart['id']}/data/")["result"][0]["data"]
+    status = {r["source"]: r["status"] for r in rows}
+    assert status["domain dv"] == status["domain queries"] == "not available for this study"
+    assert status["domain ae"] == "available" and {r["study_id"] for r in rows} == {"CDISCPILOT01"}
+
+
+def test_tenant_users_have_no_sql_lab(superset: Server):
+    client = superset.client("acme_viewer")
+    r = client.session.post(f"{superset.url}/api/v1/sqllab/execute/", timeout=30,
+                            json={"database_id": 1, "sql": "SELECT * FROM mart_safety", "runAsync": False})
+    assert r.status_code in (401, 403), r.text[:300]
+
+
+def test_reprovisioning_is_idempotent(superset: Server):
+    env = {**os.environ, "SUPERSET_HOME": str(superset.home), "PYTHONPATH": str(ROOT)}
+    subprocess.run([str(VENV / "bin" / "python"), "-m", "infra.superset.provision", "--url", superset.url,
+                    "--serving", str(superset.home.parent / "data" / "serving" / "marts.duckdb")],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    admin = superset.client("admin")
+    rules = load_rules()
+    filters = admin.list_all("rowlevelsecurity", "id,name")
+    assert sorted(f["name"] for f in filters) == sorted(f"{t.role} rows" for t in rules.tenants)
+    users = [u["username"] for u in admin.list_all("security/users", "id,username")]
+    assert sorted(users) == sorted(["admin", *(t.user for t in rules.tenants)])
+    assert len(admin.list_all("dashboard", "id")) == len(SPEC.dashboards)
+    assert len(admin.list_all("chart", "id")) == sum(len(d.charts) for d in SPEC.dashboards.values())
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install -y chromium)")
+def test_every_dashboard_renders_in_headless_chromium(superset: Server):
+    user = "acme_viewer"
+    out = subprocess.run(
+        [str(VENV / "bin" / "python"), "-m", "infra.superset.browser_check", "--url", superset.url, "--user", user,
+         "--password-file", str(superset.home / f"{user}_password"), "--dashboards", ",".join(SPEC.dashboards),
+         "--out", str(ARTIFACTS)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    for slug, dash in SPEC.dashboards.items():
+        page = result[slug]
+        states = {c["title"]: c["state"] for c in page["charts"]}
+        assert set(states) == {c.name for c in dash.charts}, slug
+        assert page["error_banners"] == 0 and "error" not in states.values(), (slug, states)
+        for chart in dash.charts:
+            expected = {"empty"} if chart.dataset in PLACEHOLDER_MARTS else {"drawn", "table", "number"}
+            assert states[chart.name] in expected, (slug, chart.name, states[chart.name])
+        assert page["canvas_or_svg"] > 0
+        assert Path(page["screenshot"]).stat().st_size > 20_000
+    requests.get(superset.url + "/health", timeout=5).raise_for_status()
