@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUPERSET_STAMP := .venv-superset/.installed
+CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo ui test bench lint clean-data
+.PHONY: demo ui superset test bench lint clean-data
 
 # torch first and exactly 2.13.0 (a local CPU wheel); any other spec pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml
@@ -15,14 +17,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Superset in its own venv (its pins would fight Dagster's); Chromium for the dashboard browser tests.
+$(SUPERSET_STAMP): infra/superset/install.sh | $(STAMP)
+	infra/superset/install.sh
+
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
+
 demo: $(STAMP)
 	$(BIN)/trialsynth demo
+
+# Initializes Superset on first run, re-applies the dashboards bundle and row-level security,
+# publishes the marts to a read-only serving DuckDB file, then serves on 127.0.0.1:8088.
+superset: $(STAMP) $(SUPERSET_STAMP)
+	infra/superset/run_superset.sh
 
 ui: $(STAMP)
 	$(BIN)/python -c "from trialsynth.dagster_home import ensure_dagster_home; ensure_dagster_home()"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-test: $(STAMP)
+test: $(STAMP) $(SUPERSET_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

@@ -34,6 +34,7 @@ def _config(pk: str) -> StudyConfig:
 def training_split(baseline: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Subject-level table without identifiers, split into (train, holdout) by a seeded permutation."""
     table = baseline.drop(columns=[c for c in DROP_COLUMNS if c in baseline.columns]).reset_index(drop=True)
+    table = table.loc[:, table.nunique() >= 2]  # constant or empty columns carry nothing to learn
     order = np.random.default_rng(seed).permutation(len(table))
     n_holdout = max(1, round(holdout * len(table)))
     return table.iloc[order[n_holdout:]].reset_index(drop=True), table.iloc[order[:n_holdout]].reset_index(drop=True)
@@ -153,6 +154,11 @@ def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage
     train = pd.read_parquet(study_dir / "synthesis" / "train.parquet").drop(columns=["tenant_id", "study_id"])
     holdout = pd.read_parquet(study_dir / "synthesis" / "holdout.parquet").drop(columns=["tenant_id", "study_id"])
     synthetic = pd.read_parquet(study_dir / "synthesis" / "synthetic_cohort.parquet").drop(columns=["tenant_id", "study_id"])
+    # A column with no value in the holdout (e.g. a lab only some subjects had) cannot be compared.
+    empty = [c for c in train.columns if holdout[c].isna().all() or synthetic[c].isna().all()]
+    if empty:
+        context.log.warning(f"left out of the evidence (no values in holdout or synthetic rows): {empty}")
+    train, holdout = train.drop(columns=empty), holdout.drop(columns=empty)
     categorical = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c])]
     pointer = json.loads((study_dir / MODEL_POINTER).read_text())
     run_id = context.run_id

@@ -1,0 +1,1 @@
+"""Superset deployment: dashboards-as-code bundle, serving DuckDB publish, REST provisioning."""

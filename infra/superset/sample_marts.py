@@ -1,0 +1,188 @@
+"""A synthetic two-tenant warehouse with every dashboard mart, for the Superset tests and benchmark.
+
+The marts have the planned columns of the dashboards spec (``superset_config/dashboards.yaml``)
+and sizes that follow the study size the way the dbt marts do (sites x variables x visits for
+missingness, sites x weeks for enrollment, ...), so chart queries can be tested and timed before
+every dbt mart exists. Tenant ``acme`` is a generated study with ``n_subjects`` subjects (50 per
+site); tenant ``cdisc`` mimics the CDISC pilot: no deviations, query log or site table, so its RBQM
+and activation rows are absent and ``mart_data_availability`` says so. Deterministic in ``seed``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from infra.superset.spec import load_spec
+
+VARIABLES = [f"{p}{i}" for p in ("VS_", "LB_") for i in range(1, 16)]  # 30 test codes
+VISITS = [(1.0, "SCREENING"), (2.0, "BASELINE"), *((float(i + 3), f"WEEK {w}") for i, w in enumerate((2, 4, 8, 12, 16, 20, 24)))]
+KRIS = ["ae_rate", "sae_rate", "important_pd_rate", "non_important_pd_rate", "discontinuation_rate", "query_rate",
+        "query_open_30d_rate", "late_crf_entry_rate", "screen_fail_rate", "ae_reporting_days"]
+KRIS_WITHOUT_EDC_LOGS = ["ae_rate", "sae_rate", "discontinuation_rate", "screen_fail_rate", "ae_reporting_days"]
+SOCS = [f"SOC {i:02d}" for i in range(1, 27)]
+DOMAINS = ["dm", "sv", "vs", "lb", "ae", "ds", "dv", "sites", "queries", "crf_pages"]
+
+
+def _study(rng: np.random.Generator, tenant: str, study: str, n_subjects: int, edc_logs: bool) -> dict[str, pd.DataFrame]:
+    n_sites = max(2, n_subjects // 50)
+    sites = [f"{101 + i}" for i in range(n_sites)]
+    cros = [f"CRO-{'ABC'[i % 3]}" for i in range(n_sites)]
+    key = {"tenant_id": tenant, "study_id": study}
+    out: dict[str, pd.DataFrame] = {}
+
+    grid = pd.MultiIndex.from_product([sites, VARIABLES, range(len(VISITS))], names=["site_id", "variable", "v"]).to_frame(index=False)
+    grid["n_expected"] = rng.integers(20, 60, len(grid))
+    grid["n_missing"] = rng.binomial(grid["n_expected"], rng.beta(1, 12, len(grid)))
+    out["mart_missingness"] = pd.DataFrame({
+        **key, "site_id": grid["site_id"], "domain": grid["variable"].str[:2], "variable": grid["variable"],
+        "visitnum": [VISITS[v][0] for v in grid["v"]], "visit": [VISITS[v][1] for v in grid["v"]],
+        "n_expected": grid["n_expected"], "n_observed": grid["n_expected"] - grid["n_missing"],
+        "n_missing": grid["n_missing"], "pct_missing": 100 * grid["n_missing"] / grid["n_expected"]})
+
+    n_weeks = 60 + n_subjects // 200
+    weeks = [date(2024, 1, 1) + timedelta(weeks=w) for w in range(n_weeks)]
+    trend = pd.MultiIndex.from_product([VARIABLES, weeks], names=["variable", "week_start"]).to_frame(index=False)
+    trend["n_expected_week"] = rng.integers(10, 40 + n_subjects // 20, len(trend))
+    trend["n_missing_week"] = rng.binomial(trend["n_expected_week"], 0.08)
+    grouped = trend.groupby("variable")
+    out["mart_missingness_trend"] = pd.DataFrame({
+        **key, "domain": trend["variable"].str[:2], "variable": trend["variable"],
+        "time_basis": "crf_entry_date" if edc_logs else "observation_date", "week_start": trend["week_start"],
+        "n_expected_week": trend["n_expected_week"], "n_missing_week": trend["n_missing_week"],
+        "cum_expected": grouped["n_expected_week"].cumsum(), "cum_missing": grouped["n_missing_week"].cumsum()})
+    out["mart_missingness_trend"]["cum_pct_missing"] = (100 * out["mart_missingness_trend"]["cum_missing"]
+                                                         / out["mart_missingness_trend"]["cum_expected"])
+
+    out["mart_data_availability"] = pd.DataFrame({
+        **key, "domain": DOMAINS,
+        "is_present": [edc_logs or d not in ("dv", "sites", "queries", "crf_pages") for d in DOMAINS],
+        "row_count": rng.integers(100, 10 * n_subjects, len(DOMAINS))})
+    out["mart_data_availability"].loc[~out["mart_data_availability"]["is_present"], "row_count"] = 0
+    out["mart_data_availability"]["availability"] = np.where(
+        out["mart_data_availability"]["is_present"], "available", "not available for this study")
+
+    out["mart_wasserstein"] = pd.DataFrame({
+        **key, "run_id": np.repeat([f"run-{i}" for i in range(5)], len(VARIABLES)), "variable": VARIABLES * 5,
+        "distance": rng.gamma(2.0, 0.05, 5 * len(VARIABLES))})
+    out["mart_wasserstein"]["alert_level"] = pd.cut(out["mart_wasserstein"]["distance"], [-1, 0.15, 0.25, np.inf],
+                                                    labels=["pass", "warn", "fail"]).astype(str)
+    out["mart_wasserstein"]["threshold_warn"], out["mart_wasserstein"]["threshold_fail"] = 0.15, 0.25
+
+    kris = KRIS if edc_logs else KRIS_WITHOUT_EDC_LOGS
+    kri = pd.MultiIndex.from_product([range(n_sites), kris], names=["s", "kri"]).to_frame(index=False)
+    kri["denominator"] = rng.integers(200, 5000, len(kri)).astype(float)
+    study_rate = {k: rng.uniform(0.01, 0.1) for k in kris}
+    base = kri["kri"].map(study_rate)
+    outlier = kri["s"] == n_sites - 1  # the last site is the seeded outlier, as in the demo generator
+    kri["numerator"] = rng.poisson(kri["denominator"] * base * np.where(outlier, 3.0, 1.0)).astype(float)
+    kri["rate"] = kri["numerator"] / kri["denominator"]
+    kri["z_score"] = (kri["rate"] - base) / np.sqrt(base * (1 - base) / kri["denominator"] * 1.5)
+    z = kri["z_score"].abs()
+    kri["flag"] = np.select([kri["denominator"] < 300, z >= 3, z >= 2], ["insufficient", "alarm", "warn"], "ok")
+    qtl = kri["kri"].isin(["important_pd_rate", "discontinuation_rate"])
+    sums = kri.groupby("kri")[["numerator", "denominator"]].transform("sum")
+    limit = base * np.where(kri["kri"] == "important_pd_rate", 0.9, 1.5)  # one QTL breached study-wide
+    out["mart_kri_qtl"] = pd.DataFrame({
+        **key, "site_id": [sites[s] for s in kri["s"]], "cro": [cros[s] for s in kri["s"]] if edc_logs else None,
+        "kri": kri["kri"], "kri_label": kri["kri"].str.replace("_", " "), "numerator": kri["numerator"],
+        "denominator": kri["denominator"], "rate": kri["rate"], "study_rate": base, "z_score": kri["z_score"],
+        "flag": kri["flag"], "qtl_name": np.where(qtl, kri["kri"] + " QTL", None),
+        "qtl_limit": np.where(qtl, limit, np.nan),
+        "qtl_breached": np.where(qtl, sums["numerator"] / sums["denominator"] > limit, None),
+        "site_exceeds_qtl": np.where(qtl, kri["rate"] > limit, None)})
+
+    enr = pd.MultiIndex.from_product([range(n_sites), range(n_weeks)], names=["s", "w"]).to_frame(index=False)
+    per_week = rng.uniform(0.2, 1.2, n_sites)
+    enr["actual"] = rng.poisson(per_week[enr["s"]]).astype(int)
+    burn = pd.DataFrame({
+        **key, "week_start": [weeks[w] for w in enr["w"]], "site_id": [sites[s] for s in enr["s"]],
+        "cro": [cros[s] for s in enr["s"]], "actual_cumulative": enr.groupby("s")["actual"].cumsum(),
+        "target_cumulative": np.round((enr["w"] + 1) * 0.8).astype(int), "metric": "enrollment",
+        "category": "randomized", "sort_order": None, "value": enr["actual"]})
+    reasons = ["INCLUSION/EXCLUSION CRITERIA NOT MET", "WITHDRAWAL BY SUBJECT", "PHYSICIAN DECISION", "OTHER"]
+    screen = pd.DataFrame({**key, "week_start": None, "site_id": sites[0], "cro": None, "actual_cumulative": None,
+                           "target_cumulative": None, "metric": "screen_fail_reason", "category": reasons,
+                           "sort_order": None, "value": rng.integers(5, n_subjects // 10 + 10, len(reasons)).astype(float)})
+    parts = [burn, screen]
+    if edc_logs:
+        stages = pd.MultiIndex.from_product([range(n_sites), range(4)], names=["s", "k"]).to_frame(index=False)
+        parts.append(pd.DataFrame({
+            **key, "week_start": None, "site_id": [sites[s] for s in stages["s"]], "cro": None,
+            "actual_cumulative": None, "target_cumulative": None, "metric": "funnel",
+            "category": stages["k"].map(dict(enumerate(["selected", "activated", "first_screened", "first_randomized"]))),
+            "sort_order": stages["k"] + 1, "value": (stages["k"] <= 3 - stages["s"] % 3).astype(float)}))
+    out["mart_enrollment"] = pd.concat(parts, ignore_index=True)
+
+    km = []
+    for arm, hazard, offset in (("Placebo", 0.0012, 0.0), ("Xanomab 50 mg", 0.0018, 0.5)):
+        t = np.arange(0, 169, 1.0) + offset  # each arm has its own event times, as in a real KM table
+        at_risk = np.maximum(1, np.round(n_subjects / 2 * np.exp(-hazard * t))).astype(int)
+        events = rng.binomial(at_risk, hazard)
+        survival = np.cumprod(1 - events / at_risk)
+        km.append(pd.DataFrame({**key, "arm": arm, "time_days": t, "survival": survival, "at_risk": at_risk,
+                                "events": events, "censored": 0, "ci_lower": survival * 0.95,
+                                "ci_upper": np.minimum(1, survival * 1.05)}))
+    out["mart_km_discontinuation"] = pd.concat(km, ignore_index=True)
+
+    saf = pd.MultiIndex.from_product([SOCS, range(3), ["Placebo", "Xanomab 50 mg"]], names=["soc", "h", "arm"]).to_frame(index=False)
+    saf["n_events"] = rng.poisson(n_subjects / 200 + 1, len(saf))
+    saf["n_subjects"] = np.minimum(saf["n_events"], rng.poisson(n_subjects / 300 + 1, len(saf)))
+    saf["n_serious"] = rng.binomial(saf["n_events"], 0.05)
+    days = rng.gamma(2, 3, len(saf))
+    out["mart_safety"] = pd.DataFrame({
+        **key, "site_id": sites[0], "cro": cros[0] if edc_logs else None, "arm": saf["arm"], "soc": saf["soc"],
+        "hlgt": saf["soc"] + " HLGT " + saf["h"].astype(str), "n_events": saf["n_events"],
+        "n_subjects": saf["n_subjects"], "n_serious": saf["n_serious"],
+        "sae_proportion": saf["n_serious"] / np.maximum(saf["n_events"], 1), "n_reported_with_date": saf["n_events"],
+        "total_days_to_report": days * saf["n_events"], "median_days_to_report": days})
+
+    curves = []
+    for scenario, effect in (("base", 0.5), ("pessimistic", 0.35)):
+        n = np.linspace(10, 400, 36)
+        curves.append(pd.DataFrame({"scenario": scenario, "axis": "n_per_arm", "x": n,
+                                    "power": 1 - np.exp(-n * effect**2 / 8)}))
+        e = np.geomspace(effect / 4, effect * 2, 24)
+        curves.append(pd.DataFrame({"scenario": scenario, "axis": "effect", "x": e,
+                                    "power": 1 - np.exp(-130 * e**2 / 8)}))
+    pc = pd.concat(curves, ignore_index=True)
+    out["mart_power_curves"] = pd.DataFrame({
+        **key, "scenario": pc["scenario"], "endpoint": "continuous", "axis": pc["axis"], "x": pc["x"],
+        "power": pc["power"], "method": "analytic", "mc_se": np.nan,
+        "recommended_n_per_arm": pc["scenario"].map({"base": 128, "pessimistic": 258})})
+    return out
+
+
+def build_sample_warehouse(path: Path, n_subjects: int = 150, cdisc_subjects: int = 254, seed: int = 0,
+                           omit: tuple[str, ...] = ("mart_imputation_delta", "mart_little_mcar")) -> dict[str, dict[str, int]]:
+    """Write the two-tenant warehouse to ``path`` (replaced); returns rows per mart and tenant.
+
+    ``omit``: marts left out, as when their dbt models do not exist yet (publish then serves an
+    empty placeholder). Marts of the spec with no generator here are left out as well.
+    """
+    rng = np.random.default_rng(seed)
+    studies = [_study(rng, "acme", "ACME-001", n_subjects, edc_logs=True),
+               _study(rng, "cdisc", "CDISCPILOT01", cdisc_subjects, edc_logs=False)]
+    spec = load_spec()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    counts: dict[str, dict[str, int]] = {}
+    con = duckdb.connect(str(path))
+    try:
+        for mart in studies[0]:
+            if mart in omit:
+                continue
+            frame = pd.concat([s[mart] for s in studies], ignore_index=True)[list(spec.datasets[mart].columns)]
+            con.register("frame", frame)
+            cols = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in spec.datasets[mart].columns.items())
+            con.execute(f'CREATE TABLE "{mart}" AS SELECT {cols} FROM frame')
+            con.unregister("frame")
+            counts[mart] = frame.groupby("tenant_id").size().to_dict()
+    finally:
+        con.close()
+    return counts

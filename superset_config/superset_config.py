@@ -1,0 +1,90 @@
+"""Superset configuration for trialsynth (loaded through ``SUPERSET_CONFIG_PATH``).
+
+State lives in ``$SUPERSET_HOME`` (``.superset_home/`` in the project root, git-ignored): the SQLite
+metadata DB and the generated ``secret_key`` (mode 0600, created on first use, never in git).
+Outside hosts are removed from the content-security policy, so the browser blocks the UI's
+third-party telemetry pixel, map tiles and web fonts.
+"""
+
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+
+from cachelib.file import FileSystemCache
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
+
+_HOME = Path(os.environ.get("SUPERSET_HOME") or Path(__file__).resolve().parent.parent / ".superset_home")
+_HOME.mkdir(parents=True, exist_ok=True)
+
+
+def _secret(name: str) -> str:
+    """Read ``$SUPERSET_HOME/<name>``, creating it (0600, 48 random bytes) on first use."""
+    path = _HOME / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+SECRET_KEY = os.environ.get("SUPERSET_SECRET_KEY") or _secret("secret_key")
+SQLALCHEMY_DATABASE_URI = f"sqlite:///{_HOME / 'superset.db'}?check_same_thread=false"
+
+
+# Pooled connections to the metadata DB in WAL mode with synchronous=NORMAL. Every request commits
+# (audit log, sessions); with SQLite's default NullPool + rollback journal each commit and each
+# reconnect cost a full fsync (~15 ms here). WAL also lets one gunicorn worker read while another writes.
+SQLALCHEMY_ENGINE_OPTIONS = {"poolclass": QueuePool, "pool_size": 5, "max_overflow": 10}
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_wal(dbapi_connection, _record) -> None:  # noqa: ANN001 - SQLAlchemy event signature
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+
+FEATURE_FLAGS = {
+    # Tenant roles have no SQL Lab permission; should one be given, RLS still applies there.
+    "RLS_IN_SQLLAB": True,
+    # No Jinja in dataset SQL: tenants' filter values never become templates.
+    "ENABLE_TEMPLATE_PROCESSING": False,
+}
+FAB_ADD_SECURITY_API = True  # roles and users are provisioned through the REST API
+PREVENT_UNSAFE_DB_CONNECTIONS = True
+SUPERSET_WEBSERVER_TIMEOUT = 60
+ROW_LIMIT = 50000
+
+# Query results and filter-state cache on disk, shared by the gunicorn workers.
+_CACHE_DIR = str(_HOME / "cache")
+CACHE_CONFIG = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": _CACHE_DIR, "CACHE_DEFAULT_TIMEOUT": 600,
+                "CACHE_KEY_PREFIX": "superset_"}
+DATA_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_KEY_PREFIX": "superset_data_"}
+FILTER_STATE_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_KEY_PREFIX": "superset_filter_"}
+EXPLORE_FORM_DATA_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_KEY_PREFIX": "superset_explore_"}
+RESULTS_BACKEND = FileSystemCache(str(_HOME / "sqllab_results"))
+
+# Same policy as Superset's default minus every outside host (telemetry pixel, docs, map tiles, fonts).
+TALISMAN_ENABLED = True
+TALISMAN_CONFIG = {
+    "content_security_policy": {
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "font-src": ["'self'", "data:"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,
+    "session_cookie_secure": False,
+}
+THEME_FONT_URL_ALLOWED_DOMAINS: list[str] = []
