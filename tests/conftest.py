@@ -36,3 +36,17 @@ def make_drop(landing: Path, tenant: str, study: str, drop_id: str, files: dict[
     if ready:
         (path / "_READY").touch()
     return path
+
+
+FAST_STUDY_YAML = """
+seed: 3
+imputation: {candidates: [mean, knn], repeats: 1, rate: 0.2}
+synthesis: {synthesizer: copula, n: 80, allow_unapproved: true}
+"""
+
+
+def fast_study_config(directory: Path, study: str, text: str = FAST_STUDY_YAML) -> Path:
+    """A study config that keeps pipeline tests quick (two cheap imputers, one repeat, copula)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{study}.yaml").write_text(text)
+    return directory

@@ -248,7 +248,7 @@ def write_analytics_tables(lake: Path) -> None:
         "variable": ["SYSBP"], "imputer": ["knn"], "n_observed": [90], "n_imputed": [10], "pre_mean": [140.0],
         "post_mean": [139.5], "pre_sd": [12.0], "post_sd": [11.5], "delta_mean": [-0.5], "wasserstein": [0.7]})
     write("missingness/little.parquet", {
-        "statistic": [12.5], "df": [8], "p_value": [0.13], "n_patterns": [4], "n_rows": [100], "n_variables": [3],
+        "variable_group": ["VS"], "statistic": [12.5], "df": [8], "p_value": [0.13], "n_patterns": [4], "n_rows": [100], "n_variables": [3],
         "conclusion": ["no evidence against MCAR"]})
     write("evidence/run-1/metrics.parquet", {
         "run_id": ["run-1"] * 3, "metric": ["wasserstein", "wasserstein", "detection_auc"], "variable": ["AGE", "SYSBP", "all"],
@@ -521,7 +521,7 @@ def test_design_imputation_and_evidence_marts(built: tuple[Path, bool]) -> None:
     assert rows(root, "select tenant_id, count(*), min(recommended_n_per_arm), max(recommended_n_per_arm) "
                       "from mart_power_curves group by 1") == [("ops", 3, 110, 110)]
     assert rows(root, "select variable, imputer, delta_mean, wasserstein from mart_imputation_delta") == [("SYSBP", "knn", -0.5, 0.7)]
-    assert rows(root, "select df, p_value, conclusion from mart_little_mcar") == [(8, 0.13, "no evidence against MCAR")]
+    assert rows(root, "select variable_group, df, p_value, conclusion from mart_little_mcar") == [("VS", 8, 0.13, "no evidence against MCAR")]
     assert rows(root, "select run_id, variable, distance, alert_level from mart_wasserstein order by 2") == [
         ("run-1", "AGE", 0.2, "pass"), ("run-1", "SYSBP", 1.4, "fail")]
 

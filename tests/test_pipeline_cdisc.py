@@ -6,14 +6,19 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from tests.conftest import fast_study_config
 from trialsynth.commands.demo import land_cdisc_pilot
 from trialsynth.lineage import LocalLineageStore, verify_chain
 from trialsynth.runner import process_landing_zone
+from trialsynth.settings import get_settings
 
 
 @pytest.fixture
-def cdisc_run(settings, cdisc_sdtm, monkeypatch):
+def cdisc_run(settings, cdisc_sdtm, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home_path))
+    monkeypatch.setenv("TRIALSYNTH_STUDIES_DIR", str(fast_study_config(tmp_path / "studies", "CDISCPILOT01")))
+    get_settings.cache_clear()
+    settings = get_settings()
     land_cdisc_pilot(settings.landing_dir, cdisc_sdtm)
     outcomes = process_landing_zone(log=lambda _m: None)
     return settings, outcomes

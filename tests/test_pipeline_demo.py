@@ -10,11 +10,13 @@ import duckdb
 import pandas as pd
 import pytest
 
+from tests.conftest import fast_study_config
 from trialsynth.cli import main
 from trialsynth.demo.generator import generate_study, write_drop
 from trialsynth.lineage import LocalLineageStore, verify_chain
 from trialsynth.registry import ModelRegistry
 from trialsynth.runner import process_landing_zone
+from trialsynth.settings import get_settings
 
 STUDY_YAML = """
 seed: 3
@@ -27,13 +29,8 @@ SYNTHESIS_ASSETS = ["synthesizer_model", "synthetic_cohort", "evidence_pack"]
 
 @pytest.fixture
 def demo_run(settings, tmp_path, monkeypatch):
-    studies = tmp_path / "studies"
-    studies.mkdir()
-    (studies / "ACME-001.yaml").write_text(STUDY_YAML)
-    monkeypatch.setenv("TRIALSYNTH_STUDIES_DIR", str(studies))
+    monkeypatch.setenv("TRIALSYNTH_STUDIES_DIR", str(fast_study_config(tmp_path / "studies", "ACME-001", STUDY_YAML)))
     monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home_path))
-    from trialsynth.settings import get_settings
-
     get_settings.cache_clear()
     tables = generate_study("acme", "ACME-001", n_subjects=160, n_sites=4, seed=5)
     write_drop(tables, settings.landing_dir, "acme", "ACME-001")

@@ -56,7 +56,7 @@ def login(page: Page, url: str, user: str, password: str) -> None:
     page.fill('[data-test="username-input"] input, input[name="username"], #username', user)
     page.fill('[data-test="password-input"] input, input[name="password"], #password', password)
     page.click('[data-test="login-button"], button[type="submit"]')
-    page.wait_for_url(lambda u: "/login" not in u, timeout=30_000)
+    page.wait_for_url(lambda u: "/login" not in u, timeout=90_000)
 
 
 def check_dashboard(page: Page, url: str, slug: str, out_dir: Path, timeout_s: float = 90) -> dict[str, Any]:
