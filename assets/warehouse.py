@@ -75,6 +75,7 @@ class TrialsynthDbtTranslator(DagsterDbtTranslator):
 def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
     tenant, study = split_partition_key(context.partition_key)
     os.environ.update(dbt_environment())  # profiles.yml reads the lake and warehouse paths from here
+    get_settings().warehouse_path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
     # "buildable": a test spanning two steps' models (e.g. a relationship to dim_site) runs with the
     # later step, once both of its parents exist.
     invocation = dbt.cli(["build", "--indirect-selection", "buildable", "--vars", json.dumps({"tenant": tenant, "study": study})],
