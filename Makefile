@@ -40,7 +40,7 @@ test: $(STAMP) $(SUPERSET_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(SUPERSET_STAMP)
 	$(BIN)/pytest -q -m slow
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/collect.py
