@@ -16,17 +16,9 @@ from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from trialsynth.hashing import sha256_bytes, sha256_file
 from trialsynth.markdown import md_table
-from trialsynth.names import split_partition_key
-from trialsynth.settings import get_settings
-from trialsynth.study_config import load_study_config
 from trialsynth.version import code_version
 
 CHOICE = "imputation/choice.json"
-
-
-def _study_config(partition_key: str):
-    _tenant, study = split_partition_key(partition_key)
-    return load_study_config(get_settings().studies_path, study)
 
 
 @dg.asset(
@@ -40,7 +32,7 @@ def _study_config(partition_key: str):
 )
 def imputation_benchmark(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
     pk = context.partition_key
-    config, config_path = _study_config(pk)
+    config, config_path = lake.study_config(pk)
     cfg = config.imputation
     data = load_study_data(lake, pk)
     matrix = data.matrix.where(data.scheduled).reset_index(drop=True)

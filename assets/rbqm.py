@@ -8,9 +8,6 @@ from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.hashing import sha256_file
 from trialsynth.markdown import md_table
-from trialsynth.names import split_partition_key
-from trialsynth.settings import get_settings
-from trialsynth.study_config import load_study_config
 from trialsynth.version import code_version
 
 KM_DOMAINS = ("dm", "ds", "sv")
@@ -24,8 +21,7 @@ KM_DOMAINS = ("dm", "ds", "sv")
     "(0 rows when the study configures none), for mart_kri_qtl.",
 )
 def qtl_limits(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
-    _tenant, study = split_partition_key(context.partition_key)
-    config, config_file = load_study_config(get_settings().studies_path, study)
+    config, config_file = lake.study_config(context.partition_key)
     table = qtl_table(config.qtl, config_file=config_file.name if config_file else None)
     path, sha = lake.write_table(context.partition_key, "rbqm/qtl_limits.parquet", table)
     lineage.record(context.partition_key, asset_key="qtl_limits",

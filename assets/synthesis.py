@@ -18,17 +18,11 @@ from orchestration.resources import LakeResource, LineageResource, RegistryResou
 from trialsynth.hashing import sha256_file
 from trialsynth.markdown import md_table
 from trialsynth.names import split_partition_key
-from trialsynth.settings import get_settings
-from trialsynth.study_config import StudyConfig, load_study_config
 from trialsynth.version import code_version
 
 SYNTHESIZERS = {"ctgan": CTGANSynthesizer, "copula": GaussianCopulaSynthesizer}
 DROP_COLUMNS = ("SITEID",)  # operational, and a quasi-identifier together with age/sex/race
 MODEL_POINTER = "synthesis/model.json"
-
-
-def _config(pk: str) -> StudyConfig:
-    return load_study_config(get_settings().studies_path, split_partition_key(pk)[1])[0]
 
 
 def training_split(baseline: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,7 +56,7 @@ def _progress_logger(context: dg.AssetExecutionContext):
 def synthesizer_model(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource,
                       registry: RegistryResource) -> dg.MaterializeResult:
     pk = context.partition_key
-    cfg = _config(pk)
+    cfg = lake.study_config(pk)[0]
     train, holdout = training_split(load_study_data(lake, pk).baseline, cfg.synthesis.holdout, cfg.seed)
     train_path, train_sha = lake.write_table(pk, "synthesis/train.parquet", train)
     lake.write_table(pk, "synthesis/holdout.parquet", holdout)
@@ -102,7 +96,7 @@ def synthesizer_model(context: dg.AssetExecutionContext, lake: LakeResource, lin
 def synthetic_cohort(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource,
                      registry: RegistryResource) -> dg.MaterializeResult:
     pk = context.partition_key
-    cfg = _config(pk)
+    cfg = lake.study_config(pk)[0]
     pointer = json.loads((lake.study_dir(pk) / MODEL_POINTER).read_text())
     record = registry.get().resolve_for_generation(pointer["model_id"], allow_unapproved=cfg.synthesis.allow_unapproved)
     if record.status != "approved":
@@ -149,7 +143,7 @@ def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataF
 def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource):
     pk = context.partition_key
     tenant, study = split_partition_key(pk)
-    cfg = _config(pk)
+    cfg = lake.study_config(pk)[0]
     study_dir = lake.study_dir(pk)
     train = pd.read_parquet(study_dir / "synthesis" / "train.parquet").drop(columns=["tenant_id", "study_id"])
     holdout = pd.read_parquet(study_dir / "synthesis" / "holdout.parquet").drop(columns=["tenant_id", "study_id"])

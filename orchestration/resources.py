@@ -13,6 +13,7 @@ from trialsynth.lineage import LineageStore, LocalLineageStore
 from trialsynth.names import split_partition_key
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
+from trialsynth.study_config import StudyConfig, load_study_config
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -43,6 +44,10 @@ class LakeResource(dg.ConfigurableResource):
     def study_dir(self, partition_key: str) -> Path:
         tenant, study = split_partition_key(partition_key)
         return self.lake_dir / tenant / study
+
+    def study_config(self, partition_key: str) -> tuple[StudyConfig, Path | None]:
+        """The partition's ``data/studies/<study>.yaml`` settings and the file they came from."""
+        return load_study_config(get_settings().studies_path, split_partition_key(partition_key)[1])
 
     def read_bronze(self, partition_key: str, domain: str) -> pl.DataFrame:
         return pl.read_parquet(self.study_dir(partition_key) / "bronze" / f"{domain}.parquet")
