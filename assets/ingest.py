@@ -57,12 +57,24 @@ def raw_drop(context: dg.AssetExecutionContext, config: DropConfig, lake: LakeRe
     })
 
 
+DOMAINS_INDEX = ["bronze", "domains"]
+
+
 def _bronze_specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec(["bronze", d], deps=[raw_drop], description=spec.description, group_name="ingest",
-                     partitions_def=tenant_study_partitions, kinds={"parquet"})
-        for d, spec in DOMAINS.items()
+        *(dg.AssetSpec(["bronze", d], deps=[raw_drop], description=spec.description, group_name="ingest",
+                       partitions_def=tenant_study_partitions, kinds={"parquet"})
+          for d, spec in DOMAINS.items()),
+        dg.AssetSpec(DOMAINS_INDEX, deps=[raw_drop], group_name="ingest", partitions_def=tenant_study_partitions,
+                     kinds={"parquet"},
+                     description="The file report of the study's current drop: which domains it really contained "
+                     "(_domains.parquet, read by dbt) and where every file went (bronze domain, split dataset, "
+                     "supplemental table, other SDTM domain and the rules that validated it, raw zone only)."),
     ]
+
+
+def _placements_md(report) -> str:
+    return md_table([{"file": f, "went to": p.split(" -> ", 1)[-1]} for f, p in sorted(report.placements.items())])
 
 
 @dg.multi_asset(
@@ -75,19 +87,31 @@ def _bronze_specs() -> list[dg.AssetSpec]:
     name="bronze",
 )
 def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource):
-    """Validate each file of the current raw version and write typed bronze Parquet + quarantine."""
+    """Check and validate every file of the current raw version; write the study's bronze only when
+    the whole drop can be taken (else the previous drop's bronze stays, whole, and the run fails)."""
     tenant, study = split_partition_key(context.partition_key)
     pointer = json.loads((lake.study_dir(context.partition_key) / RAW_POINTER).read_text())
     drop = Drop(tenant, study, pointer["drop_id"], Path(pointer["path"]))
     raw = RawVersion(drop, pointer["version"], Path(pointer["path"]), pointer["files"], pointer["content_hash"], False)
     report = ingest_raw_version(raw, lake.lake_dir, log=context.log.info)
+    for line in sorted(report.placements.values()):
+        context.log.info(line)
+    if report.failures:
+        raise dg.Failure(
+            description=f"drop {report.drop_id} (raw version {report.raw_version}) was not taken; the study's bronze "
+            "still holds its previous drop, whole, and the raw bytes are kept in the raw zone:\n"
+            + "\n".join(f"- {why}" for why in report.failures.values()),
+            metadata={"failures": dg.MetadataValue.json(report.failures), "raw_version": report.raw_version,
+                      "files": dg.MetadataValue.md(_placements_md(report))},
+        )
 
-    for domain, outcome in report.domains.items():
-        lineage.record(context.partition_key, asset_key=f"bronze/{domain}",
-                       input_sha256s={outcome.file: outcome.input_sha256} if outcome.file else {},
+    for name, outcome in report.domains.items():
+        lineage.record(context.partition_key, asset_key=f"bronze/{name}", input_sha256s=outcome.input_sha256s,
                        output_sha256=outcome.bronze_sha256, code_version=code_version(),
                        parameters={"drop_id": report.drop_id, "raw_version": report.raw_version,
                                    "rows_passed": outcome.rows_passed, "rows_quarantined": outcome.rows_quarantined})
+        if name not in DOMAINS:
+            continue  # supp/ and other/ tables are listed in the file report below
         metadata = {
             "source_file": outcome.file or "(absent from this drop)",
             "rows_in": outcome.rows_in,
@@ -98,20 +122,24 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
         }
         if outcome.quarantine_path:
             metadata["quarantine"] = dg.MetadataValue.path(str(outcome.quarantine_path))
-            reasons = pl.read_parquet(outcome.quarantine_path.with_name(f"{domain}_reasons.parquet"))
+            reasons = pl.read_parquet(outcome.reasons_path)
             metadata["quarantine_reasons"] = dg.MetadataValue.md(
                 md_table(reasons.group_by("column", "rule").len("rows").sort("rows", descending=True).head(20).to_dicts())
             )
-        yield dg.MaterializeResult(asset_key=["bronze", domain], metadata=metadata)
+        yield dg.MaterializeResult(asset_key=["bronze", name], metadata=metadata)
         yield dg.AssetCheckResult(
-            asset_key=["bronze", domain], check_name="no_rows_quarantined", passed=outcome.rows_quarantined == 0,
+            asset_key=["bronze", name], check_name="no_rows_quarantined", passed=outcome.rows_quarantined == 0,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"rows_in": outcome.rows_in, "rows_passed": outcome.rows_passed,
                       "rows_quarantined": outcome.rows_quarantined},
         )
-    if report.failures:
-        raise dg.Failure(
-            description="files that could not be ingested (raw bytes are kept in the raw zone): "
-            + "; ".join(report.failures.values()),
-            metadata={"failures": dg.MetadataValue.json(report.failures), "raw_version": report.raw_version},
-        )
+    extra = {n: o for n, o in report.domains.items() if n not in DOMAINS}
+    yield dg.MaterializeResult(asset_key=DOMAINS_INDEX, metadata={
+        "drop_id": report.drop_id,
+        "files": dg.MetadataValue.md(_placements_md(report)),
+        "other_tables": dg.MetadataValue.md(md_table([
+            {"table": f"bronze/{n}", "files": o.file, "rows_passed": o.rows_passed, "rows_quarantined": o.rows_quarantined}
+            for n, o in sorted(extra.items())])),
+        "rows_landed": report.rows_landed,
+        "rows_quarantined": report.rows_quarantined,
+    })

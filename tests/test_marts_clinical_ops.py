@@ -203,7 +203,7 @@ def write_bronze_frames(lake: Path, tenant: str, study: str, frames: dict[str, p
             assert not problems, problems[:3]
             bronze = to_bronze_frame(typed, spec, tenant, study, "test-drop", f"{name}.file")
         write_parquet_atomic(bronze, bronze_dir(lake, tenant, study) / f"{name}.parquet")
-    write_domains_index(lake, tenant, study, {name: frames[name].height for name in frames})
+    write_domains_index(bronze_dir(lake, tenant, study), tenant, study, {name: frames[name].height for name in frames})
 
 
 def demo_frames() -> dict[str, pl.DataFrame]:

@@ -22,6 +22,7 @@ class Column:
     min: float | None = None  # numeric range (inclusive)
     max: float | None = None
     allowed: tuple[str, ...] | None = None  # controlled terminology (non-null values)
+    max_length: int | None = None  # longest text value allowed (define.xml Length)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class DomainSpec:
     name: str  # canonical lower-case name: bronze file <name>.parquet
     description: str
     columns: tuple[Column, ...]
-    key: tuple[str, ...]  # unique key within a tenant/study
+    key: tuple[str, ...]  # unique key within a tenant/study (empty: none checked)
     aliases: tuple[str, ...] = field(default=())  # other file stems this domain arrives as
 
     @property

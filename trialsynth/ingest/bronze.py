@@ -43,16 +43,20 @@ def empty_domain_frame(spec: DomainSpec) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def to_bronze_frame(passed: pl.DataFrame, spec: DomainSpec, tenant: str, study: str, drop_id: str, file_name: str) -> pl.DataFrame:
-    """Order columns as the bronze contract says: partition, canonical, extras, provenance."""
-    extras = [c for c in passed.columns if c not in spec.column_names and c != SOURCE_ROW]
+def to_bronze_frame(passed: pl.DataFrame, spec: DomainSpec, tenant: str, study: str, drop_id: str,
+                    file_name: str | None = None) -> pl.DataFrame:
+    """Order columns as the bronze contract says: partition, canonical, extras, provenance.
+    ``passed`` carries ``_source_file`` (split datasets have several files) unless ``file_name`` is given."""
+    if file_name is not None:
+        passed = passed.with_columns(pl.lit(file_name).alias("_source_file"))
+    extras = [c for c in passed.columns if c not in spec.column_names and c not in META_COLUMNS]
     return passed.select(
         pl.lit(tenant).alias("tenant_id"),
         pl.lit(study).alias("study_id"),
         *spec.column_names,
         *extras,
         pl.lit(drop_id).alias("_drop_id"),
-        pl.lit(file_name).alias("_source_file"),
+        pl.col("_source_file"),
         pl.col(SOURCE_ROW),
     )
 
@@ -61,7 +65,7 @@ def bronze_dir(lake_dir: Path, tenant: str, study: str) -> Path:
     return lake_dir / tenant / study / "bronze"
 
 
-def write_domains_index(lake_dir: Path, tenant: str, study: str, rows: dict[str, int | None]) -> str:
+def write_domains_index(directory: Path, tenant: str, study: str, rows: dict[str, int | None]) -> str:
     """``_domains.parquet``: which domains the drop really had (rows None = absent)."""
     index = pl.DataFrame(
         {
@@ -73,4 +77,4 @@ def write_domains_index(lake_dir: Path, tenant: str, study: str, rows: dict[str,
         },
         schema={"tenant_id": pl.String, "study_id": pl.String, "domain": pl.String, "present": pl.Boolean, "rows": pl.Int64},
     )
-    return write_parquet_atomic(index, bronze_dir(lake_dir, tenant, study) / "_domains.parquet")
+    return write_parquet_atomic(index, directory / "_domains.parquet")

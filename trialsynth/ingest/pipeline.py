@@ -1,17 +1,26 @@
 """Raw-zone version -> validated bronze Parquet + quarantine, as one plain function.
 
+The promise: every row of every tabular file of the drop ends in bronze or in quarantine with its
+reasons, and nothing else gets in. A study's bronze is always exactly one drop: when any file of a
+drop cannot be taken (unreadable, truncated, another study's STUDYID, a domain sent twice), nothing
+of that drop reaches bronze — the previous drop's bronze stays whole — and the run fails naming
+each file. Otherwise the new bronze folder is written beside the old one and swapped in, so readers
+see the old drop or the new one, never a mix (a crash between the two renames is repaired by the
+next ingest, see :func:`_swap_in`).
+
 Used by the Dagster bronze asset and by the ingest benchmark; no Dagster imports here.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from trialsynth.domains import DOMAINS, domain_for_file_stem
+from trialsynth.domains import DOMAINS
 from trialsynth.ingest.bronze import (
     bronze_dir,
     empty_domain_frame,
@@ -19,23 +28,43 @@ from trialsynth.ingest.bronze import (
     write_domains_index,
     write_parquet_atomic,
 )
+from trialsynth.ingest.consistency import (
+    natural_key_problems,
+    studyid_mismatches,
+    subject_problems,
+    supplemental_parent_problems,
+)
 from trialsynth.ingest.raw_zone import MANIFEST, RawVersion
-from trialsynth.ingest.readers import SUPPORTED, UnreadableFileError, read_file
+from trialsynth.ingest.readers import SOURCE_ROW, SUPPORTED, RowProblem, UnreadableFileError, read_file
+from trialsynth.ingest.sdtm import Target, plan_files, read_define
 from trialsynth.ingest.validation import ValidationResult, validate_frame
+
+FILE_ROW = "_file_row"
+SOURCE_FILE = "_source_file"
+DEFINE_NAMES = ("define.xml",)
 
 
 @dataclass
 class DomainOutcome:
-    domain: str
-    file: str | None
+    domain: str  # bronze name below bronze/: "lb", "supp/suppae", "other/mh"
+    files: list[str]
     rows_in: int
     rows_passed: int
     rows_quarantined: int
     bronze_path: Path
-    bronze_sha256: str
-    input_sha256: str | None
+    bronze_sha256: str | None  # None when the drop failed and bronze was left untouched
+    input_sha256s: dict[str, str]
     quarantine_path: Path | None = None
     expectations: list[dict] = field(default_factory=list)
+
+    @property
+    def reasons_path(self) -> Path | None:
+        """The quarantine's reasons (file, row, column, rule, detail), beside its rows."""
+        return self.quarantine_path.with_name(self.quarantine_path.stem + "_reasons.parquet") if self.quarantine_path else None
+
+    @property
+    def file(self) -> str | None:
+        return ", ".join(self.files) or None
 
 
 @dataclass
@@ -44,11 +73,14 @@ class IngestReport:
     study: str
     drop_id: str
     raw_version: int
-    domains: dict[str, DomainOutcome]
-    other_files: dict[str, Path]  # tabular files of domains trialsynth does not model, kept as-read
-    raw_only: list[str]  # files kept only in the raw zone (define.xml, PDFs ...)
-    failures: dict[str, str]  # file -> why it could not be ingested
+    domains: dict[str, DomainOutcome]  # every bronze output (modelled domains, supp/, other/)
+    placements: dict[str, str]  # every file of the drop -> where it went and how it was checked
+    failures: dict[str, str]  # file -> why the drop could not be taken
     seconds: float
+
+    @property
+    def bronze_written(self) -> bool:
+        return not self.failures
 
     @property
     def rows_landed(self) -> int:
@@ -59,75 +91,158 @@ class IngestReport:
         return sum(o.rows_quarantined for o in self.domains.values())
 
 
+def _combine(files: list[str], frames: dict[str, pl.DataFrame], problems: dict[str, list[RowProblem]]
+             ) -> tuple[pl.DataFrame, pl.DataFrame, list[RowProblem]]:
+    """One frame from a target's files (split datasets), numbered 1..n across them, plus the map
+    back to (file, row in file) and the readers' problems renumbered."""
+    parts, maps, renumbered, offset = [], [], [], 0
+    for file in files:
+        df = frames[file]
+        parts.append(df.drop(SOURCE_ROW))
+        maps.append(pl.DataFrame({SOURCE_ROW: pl.int_range(offset + 1, offset + df.height + 1, dtype=pl.Int64, eager=True),
+                                  SOURCE_FILE: [file] * df.height, FILE_ROW: df[SOURCE_ROW]}))
+        renumbered += [RowProblem(p.row + offset, p.column, p.rule, p.detail) for p in problems.get(file, [])]
+        offset += df.height
+    combined = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+    return combined.with_columns(pl.int_range(1, offset + 1, dtype=pl.Int64).alias(SOURCE_ROW)), pl.concat(maps), renumbered
+
+
+def _back_to_files(frame: pl.DataFrame, rowmap: pl.DataFrame, row_column: str = SOURCE_ROW) -> pl.DataFrame:
+    """Replace the combined row number by the file and the row in that file."""
+    mapped = frame.join(rowmap, left_on=row_column, right_on=SOURCE_ROW, how="left")
+    return mapped.drop(row_column).rename({FILE_ROW: row_column})
+
+
+def _swap_in(staged: Path, final: Path) -> None:
+    """Make ``staged`` the bronze folder: final -> .prev, staged -> final, drop .prev. A crash
+    between the renames leaves no ``final`` but a ``.prev``, which :func:`_recover` puts back."""
+    previous = final.with_name(final.name + ".prev")
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        final.rename(previous)
+    staged.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _recover(final: Path) -> None:
+    previous = final.with_name(final.name + ".prev")
+    if previous.exists() and not final.exists():
+        previous.rename(final)
+
+
 def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestReport:
-    """Read, validate and write every file of a raw-zone version; never raises for one bad file
-    (the caller decides: the Dagster asset fails the run naming each file in ``failures``)."""
+    """Read, check and validate every file of a raw-zone version; write bronze only when the whole
+    drop can be taken. Never raises for bad input: the caller fails the run naming ``failures``."""
     start = time.perf_counter()
     tenant, study, drop_id = raw.drop.tenant, raw.drop.study, raw.drop.drop_id
-    out_dir = bronze_dir(lake_dir, tenant, study)
+    final_dir = bronze_dir(lake_dir, tenant, study)
+    _recover(final_dir)
     quarantine_dir = lake_dir / tenant / study / "quarantine" / f"{drop_id}-v{raw.version}"
-    by_domain: dict[str, str] = {}
+    placements: dict[str, str] = {}
     failures: dict[str, str] = {}
-    other: dict[str, Path] = {}
-    raw_only: list[str] = []
-    results: dict[str, tuple[ValidationResult, str]] = {}
+    frames: dict[str, pl.DataFrame] = {}
+    read_problems: dict[str, list[RowProblem]] = {}
+    define = None
 
-    tabular: list[tuple[str, Path]] = []
-    for name in sorted(raw.files):
-        if name == MANIFEST:
-            continue
+    for name in sorted(n for n in raw.files if n != MANIFEST):
         path = raw.file_path(name)
-        spec = domain_for_file_stem(path.stem)
+        if name.lower() in DEFINE_NAMES:
+            try:
+                define = read_define(path)
+                placements[name] = f"{name} -> raw zone; its variable types, lengths and codelists validate the other domains"
+            except ValueError as exc:
+                failures[name] = str(exc)
+            continue
         if path.suffix.lower() not in SUPPORTED:
-            raw_only.append(name)
-        elif spec is not None and spec.name in by_domain:
-            failures[name] = f"{name}: domain {spec.name.upper()} already delivered as {by_domain[spec.name]}; send one file per domain"
-        else:
-            if spec is not None:
-                by_domain[spec.name] = name
-            tabular.append((name, path))
-
-    def process(name: str, path: Path) -> None:
-        spec = domain_for_file_stem(path.stem)
+            placements[name] = f"{name} -> raw zone only (not a table: {path.suffix or 'no extension'})"
+            continue
         try:
-            df, read_problems = read_file(path)
-            if spec is None:
-                other[name] = out_dir / "other" / f"{path.stem.lower()}.parquet"
-                write_parquet_atomic(df.with_columns(pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id")), other[name])
-                return
-            log(f"[{tenant}/{study}] validating {name} ({df.height:,} rows) as {spec.name.upper()}")
-            results[spec.name] = (validate_frame(df, spec, name, read_problems), raw.files[name])
+            frames[name], read_problems[name] = read_file(path)
         except UnreadableFileError as exc:
             failures[name] = str(exc)
 
-    # Sequential on purpose: threads gave no speed-up (GX validation holds the GIL) and worker
-    # processes would each pay the multi-second great_expectations import.
-    for name, path in tabular:
-        process(name, path)
+    failures |= studyid_mismatches(frames, study)
+    targets, plan_failures = plan_files({f: df for f, df in frames.items() if f not in failures}, define)
+    failures |= plan_failures
+    targets = [t for t in targets if not set(t.files) & set(failures)]
 
+    # DM first: the other subject-level files are checked against the subjects it passes.
+    targets.sort(key=lambda t: (t.name != "dm", t.name))
+    results: dict[str, tuple[Target, ValidationResult | None, pl.DataFrame, pl.DataFrame]] = {}
+    subjects_passed: set[str] = set()
+    subjects_quarantined: set[str] = set()
+    dm_file: str | None = None
+    parents = {t.code: pl.concat([frames[f] for f in t.files], how="diagonal_relaxed")
+               for t in targets if t.code and t.kind in ("domain", "other")}
+    for target in targets:
+        combined, rowmap, problems = _combine(target.files, frames, read_problems)
+        if target.spec is None:
+            results[target.name] = (target, None, combined, rowmap)
+            continue
+        if target.name != "dm" and "USUBJID" in combined.columns:
+            problems += subject_problems(combined, subjects_passed, subjects_quarantined, dm_file)
+        if target.kind == "supplemental":
+            problems += supplemental_parent_problems(combined, parents)
+        elif target.code:
+            problems += natural_key_problems(combined, target.code)
+        label = " + ".join(target.files)
+        try:
+            log(f"[{tenant}/{study}] validating {label} ({combined.height:,} rows) as {target.name}")
+            res = validate_frame(combined, target.spec, label, problems)
+        except UnreadableFileError as exc:  # a required column is missing
+            failures[label] = str(exc)
+            continue
+        results[target.name] = (target, res, combined, rowmap)
+        if target.name == "dm":
+            dm_file = label
+            subjects_passed = set(res.passed["USUBJID"].drop_nulls().to_list())
+            subjects_quarantined = {str(s).strip() for s in res.quarantined["USUBJID"].drop_nulls().to_list()} - subjects_passed
+    for target in targets:
+        for file in target.files:
+            placements[file] = target.describe(file)
+    for file, why in failures.items():
+        placements[file] = f"{file} -> rejected: {why}"
+
+    staged = final_dir.with_name(f"{final_dir.name}.next")
+    shutil.rmtree(staged, ignore_errors=True)
+    write_to = staged if not failures else None
+    outcomes = _write_outcomes(results, raw, tenant, study, drop_id, write_to, final_dir, quarantine_dir)
+    if write_to is not None:
+        present = {d: (outcomes[d].rows_passed if d in outcomes else None) for d in DOMAINS}
+        for domain, spec in DOMAINS.items():
+            if domain not in outcomes:
+                target = staged / f"{domain}.parquet"
+                outcomes[domain] = DomainOutcome(domain, [], 0, 0, 0, final_dir / f"{domain}.parquet",
+                                                 write_parquet_atomic(empty_domain_frame(spec), target), {})
+        write_domains_index(staged, tenant, study, present)
+        _swap_in(staged, final_dir)
+    return IngestReport(tenant, study, drop_id, raw.version, outcomes, placements, failures, time.perf_counter() - start)
+
+
+def _write_outcomes(results, raw: RawVersion, tenant: str, study: str, drop_id: str, staged: Path | None,
+                    final_dir: Path, quarantine_dir: Path) -> dict[str, DomainOutcome]:
+    """Quarantine files always; bronze files into ``staged`` only when the drop is taken."""
     outcomes: dict[str, DomainOutcome] = {}
-    present: dict[str, int | None] = {}
-    for domain, spec in DOMAINS.items():
-        target = out_dir / f"{domain}.parquet"
-        if domain in results:
-            res, input_sha = results[domain]
-            frame = to_bronze_frame(res.passed, spec, tenant, study, drop_id, res.file)
-            q_path = None
-            if res.rows_quarantined:
-                q_path = quarantine_dir / f"{domain}.parquet"
-                quarantine = res.quarantined.with_columns(pl.lit(res.file).alias("_source_file"))
-                write_parquet_atomic(quarantine, q_path)
-                write_parquet_atomic(res.reasons, quarantine_dir / f"{domain}_reasons.parquet")
-            sha = write_parquet_atomic(frame, target)
-            present[domain] = frame.height
-            outcomes[domain] = DomainOutcome(domain, res.file, res.rows_in, res.rows_passed, res.rows_quarantined,
-                                             target, sha, input_sha, q_path, res.expectations)
-        elif domain in by_domain or any(domain_for_file_stem(Path(f).stem) is spec for f in failures):
-            continue  # its file failed: keep the previous bronze file untouched
-        else:
-            sha = write_parquet_atomic(empty_domain_frame(spec), target)
-            present[domain] = None
-            outcomes[domain] = DomainOutcome(domain, None, 0, 0, 0, target, sha, None)
-    write_domains_index(lake_dir, tenant, study, present)
-    return IngestReport(tenant, study, drop_id, raw.version, outcomes, other, raw_only, failures,
-                        time.perf_counter() - start)
+    for name, (target, res, combined, rowmap) in results.items():
+        inputs = {f: raw.files[f] for f in target.files}
+        if res is None:  # an unrecognised table: kept as read, with its provenance
+            frame = _back_to_files(combined, rowmap).select(
+                pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id"), pl.all())
+            sha = write_parquet_atomic(frame, staged / f"{name}.parquet") if staged else None
+            outcomes[name] = DomainOutcome(name, target.files, frame.height, frame.height, 0,
+                                           final_dir / f"{name}.parquet", sha, inputs)
+            continue
+        q_path = None
+        if res.rows_quarantined:
+            q_path = quarantine_dir / f"{name}.parquet"
+            write_parquet_atomic(_back_to_files(res.quarantined, rowmap), q_path)
+            reasons = _back_to_files(res.reasons.drop("file"), rowmap, "row").rename({SOURCE_FILE: "file"})
+            write_parquet_atomic(reasons.select("file", "row", "column", "rule", "detail"),
+                                 quarantine_dir / f"{name}_reasons.parquet")
+        sha = None
+        if staged is not None:
+            frame = to_bronze_frame(_back_to_files(res.passed, rowmap), target.spec, tenant, study, drop_id)
+            sha = write_parquet_atomic(frame, staged / f"{name}.parquet")
+        outcomes[name] = DomainOutcome(name, target.files, res.rows_in, res.rows_passed, res.rows_quarantined,
+                                       final_dir / f"{name}.parquet", sha, inputs, q_path, res.expectations)
+    return outcomes

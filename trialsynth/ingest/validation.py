@@ -20,9 +20,9 @@ from typing import Any
 import polars as pl
 
 from trialsynth.domains import DomainSpec
+from trialsynth.ingest.dates import ISO_8601, calendar_problems
 from trialsynth.ingest.readers import SOURCE_ROW, RowProblem, UnreadableFileError
 
-ISO_8601 = r"^\d{4}(?:-\d{2}(?:-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d+)?)?)?)?)?)?$"
 POLARS_TYPES: dict[str, pl.DataType] = {"str": pl.String(), "int": pl.Int64(), "float": pl.Float64(), "date": pl.String()}
 REASON_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "rule": pl.String, "detail": pl.String}
 
@@ -107,11 +107,13 @@ def build_suite(spec: DomainSpec) -> Any:
             suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col.name, min_value=col.min, max_value=col.max))
         if col.allowed:
             suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.allowed)))
+        if col.max_length is not None and col.type == "str":
+            suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column=col.name, max_value=col.max_length))
         if col.type == "date":
             suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(column=col.name, regex=ISO_8601))
     if len(spec.key) == 1:
         suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=spec.key[0]))
-    else:
+    elif spec.key:
         suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(spec.key)))
     return suite
 
@@ -162,7 +164,8 @@ def validate_frame(df: pl.DataFrame, spec: DomainSpec, file_name: str, read_prob
     """Type ``df`` to ``spec``, run the GX suite, and split passed from quarantined rows."""
     typed, type_problems = coerce_to_spec(df, spec, file_name)
     gx_problems, summary = run_suite(typed, spec)
-    problems = [*(read_problems or []), *type_problems, *gx_problems]
+    dates = calendar_problems(typed, [c.name for c in spec.columns if c.type == "date"])
+    problems = [*(read_problems or []), *type_problems, *gx_problems, *dates]
     reasons = pl.DataFrame(
         [{"file": file_name, "row": p.row, "column": p.column, "rule": p.rule, "detail": p.detail} for p in problems],
         schema=REASON_SCHEMA,
