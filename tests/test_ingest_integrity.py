@@ -90,6 +90,20 @@ def test_children_of_a_quarantined_subject_and_orphans_are_quarantined_with_the_
     assert pl.read_parquet(study_dir / "bronze" / "ae.parquet")["USUBJID"].to_list() == ["S1-001"]
 
 
+def test_rows_of_another_domain_in_a_file_and_padded_subject_ids(tmp_path):
+    dm = DM + "S1,DM, S1-001 ,701,63,F,2024-01-05\n"  # padded USUBJID still matches its children
+    ae = AE + "S1,AE,S1-001,1,Headache,2024-01-06\nS1,CM,S1-001,2,Aspirin,2024-01-06\n"
+    _, report, _ = run(tmp_path, {"dm.csv": dm, "ae.csv": ae})
+    assert [(r["row"], r["rule"]) for r in reasons(report, "ae").to_dicts()] == [(2, "domain_mismatch")]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_quarantined(tmp_path, value):
+    _, report, _ = run(tmp_path, {"dm.csv": DM + DM_OK[0], "ae.csv": AE + f"S1,AE,S1-001,{value},Headache,2024-01-06\n"})
+    assert ("AESEQ", "type:float") in {(r["column"], r["rule"]) for r in reasons(report, "ae").to_dicts()}
+    assert report.domains["ae"].rows_passed == 0
+
+
 def test_subject_rows_without_dm_in_the_drop_are_quarantined_not_dropped(tmp_path):
     _, report, _ = run(tmp_path, {"ae.csv": AE + "S1,AE,S1-001,1,Headache,2024-01-06\n"})
     assert report.domains["ae"].rows_quarantined == 1

@@ -62,6 +62,15 @@ def subject_problems(df: pl.DataFrame, passed: set[str], quarantined: set[str], 
     return problems
 
 
+def domain_value_problems(df: pl.DataFrame, code: str) -> list[RowProblem]:
+    """Rows whose DOMAIN column names another domain than the file was taken as (``ae.csv`` with CM rows)."""
+    if "DOMAIN" not in df.columns:
+        return []
+    wrong = df.select(SOURCE_ROW, _text("DOMAIN").alias("d")).filter(pl.col("d").is_not_null() & (pl.col("d").str.to_uppercase() != code))
+    return [RowProblem(r, "DOMAIN", "domain_mismatch", f"DOMAIN {d!r} in a file taken as {code}")
+            for r, d in zip(wrong[SOURCE_ROW].to_list(), wrong["d"].to_list(), strict=True)]
+
+
 def natural_key_problems(df: pl.DataFrame, prefix: str) -> list[RowProblem]:
     """Conflicting and repeated findings rows of one ``prefix`` (``VS``, ``LB``, ...)."""
     testcd = f"{prefix}TESTCD"

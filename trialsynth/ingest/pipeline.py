@@ -29,6 +29,7 @@ from trialsynth.ingest.bronze import (
     write_parquet_atomic,
 )
 from trialsynth.ingest.consistency import (
+    domain_value_problems,
     natural_key_problems,
     studyid_mismatches,
     subject_problems,
@@ -184,7 +185,7 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
         if target.kind == "supplemental":
             problems += supplemental_parent_problems(combined, parents)
         elif target.code:
-            problems += natural_key_problems(combined, target.code)
+            problems += domain_value_problems(combined, target.code) + natural_key_problems(combined, target.code)
         label = " + ".join(target.files)
         try:
             log(f"[{tenant}/{study}] validating {label} ({combined.height:,} rows) as {target.name}")
@@ -195,7 +196,7 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
         results[target.name] = (target, res, combined, rowmap)
         if target.name == "dm":
             dm_file = label
-            subjects_passed = set(res.passed["USUBJID"].drop_nulls().to_list())
+            subjects_passed = {str(s).strip() for s in res.passed["USUBJID"].drop_nulls().to_list()}
             subjects_quarantined = {str(s).strip() for s in res.quarantined["USUBJID"].drop_nulls().to_list()} - subjects_passed
     for target in targets:
         for file in target.files:

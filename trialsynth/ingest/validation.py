@@ -65,8 +65,10 @@ def coerce_to_spec(df: pl.DataFrame, spec: DomainSpec, file_name: str) -> tuple[
             typed_cols.append(_as_text(expr, source).alias(col.name))
             continue
         cast = (expr.str.strip_chars() if source == pl.String else expr).cast(target, strict=False)
-        typed_cols.append(cast.alias(col.name))
-        failed[col] = expr.is_not_null() & cast.is_null()
+        # "nan", "inf", "1e400" cast to non-finite floats that no range check or SQL cast handles
+        bad = (cast.is_null() | ~cast.is_finite()) if target == pl.Float64 else cast.is_null()
+        typed_cols.append(pl.when(bad).then(None).otherwise(cast).alias(col.name))
+        failed[col] = expr.is_not_null() & bad
     extras = [_as_text(pl.col(c), df.schema[c]) for c in df.columns if c not in spec.column_names and c != SOURCE_ROW]
     typed = df.select(*typed_cols, *extras, pl.col(SOURCE_ROW))
     problems: list[RowProblem] = []
