@@ -203,6 +203,41 @@ def test_other_domains_without_define_are_typed_by_sdtm_class(tmp_path):
     assert "raw zone only" in report.placements["protocol.pdf"]
 
 
+DEFINE = """<?xml version="1.0"?>
+<ODM xmlns="http://www.cdisc.org/ns/odm/v1.2" xmlns:def="http://www.cdisc.org/ns/def/v1.0"><Study><MetaDataVersion>
+<ItemGroupDef OID="EX" Name="EX" def:Class="Interventions">
+ <ItemRef ItemOID="EX.STUDYID" Mandatory="Yes"/><ItemRef ItemOID="EX.USUBJID" Mandatory="Yes"/>
+ <ItemRef ItemOID="EX.EXSEQ" Mandatory="Yes"/><ItemRef ItemOID="EX.EXROUTE" Mandatory="No"/>
+ <ItemRef ItemOID="EX.EXDOSE" Mandatory="No"/><ItemRef ItemOID="EX.EXTRT" Mandatory="Yes"/></ItemGroupDef>
+<ItemDef OID="EX.STUDYID" Name="STUDYID" DataType="text" Length="8"/>
+<ItemDef OID="EX.USUBJID" Name="USUBJID" DataType="text" Length="12"/>
+<ItemDef OID="EX.EXSEQ" Name="EXSEQ" DataType="integer" Length="8"/>
+<ItemDef OID="EX.EXTRT" Name="EXTRT" DataType="text" Length="4"/>
+<ItemDef OID="EX.EXDOSE" Name="EXDOSE" DataType="float" Length="8"/>
+<ItemDef OID="EX.EXROUTE" Name="EXROUTE" DataType="text" Length="20"><CodeListRef CodeListOID="ROUTE"/></ItemDef>
+<CodeList OID="ROUTE" Name="ROUTE" DataType="text"><CodeListItem CodedValue="ORAL"/><CodeListItem CodedValue="TRANSDERMAL"/></CodeList>
+</MetaDataVersion></Study></ODM>"""
+
+
+def test_define_xml_types_lengths_and_codelists_validate_other_domains(tmp_path):
+    ex = ("STUDYID,DOMAIN,USUBJID,EXSEQ,EXTRT,EXDOSE,EXROUTE\n"
+          "S1,EX,S1-001,1,XAN,54,ORAL\nS1,EX,S1-001,2,XAN,5x,ORAL\nS1,EX,S1-001,3,XANOMELINE,54,ORAL\n"
+          "S1,EX,S1-001,4,XAN,54,INTRAVENOUS\nS1,EX,S1-001,5,,54,ORAL\n")
+    _, report, study_dir = run(tmp_path, {"dm.csv": DM + DM_OK[0], "ex.csv": ex, "define.xml": DEFINE})
+    assert "validated by define.xml (Interventions)" in report.placements["ex.csv"]
+    got = {(r["row"], r["column"], r["rule"].split("_to_")[-1]) for r in reasons(report, "other/ex").to_dicts()}
+    assert got == {(2, "EXDOSE", "type:float"), (3, "EXTRT", "be_between"), (4, "EXROUTE", "be_in_set"),
+                   (5, "EXTRT", "not_be_null")}
+    assert pl.read_parquet(study_dir / "bronze" / "other" / "ex.parquet")["EXSEQ"].to_list() == [1.0]
+
+
+def test_a_malformed_define_xml_is_reported_and_class_rules_apply(tmp_path):
+    _, report, _ = run(tmp_path, {"dm.csv": DM + DM_OK[0], "define.xml": "<ODM><broken", "mh.csv":
+                                  "STUDYID,DOMAIN,USUBJID,MHSEQ,MHTERM\nS1,MH,S1-001,1,Asthma\n"})
+    assert report.bronze_written and "not well-formed" in report.placements["define.xml"]
+    assert "SDTM Events rules" in report.placements["mh.csv"]
+
+
 def test_supplemental_rows_need_their_parent_record(tmp_path):
     supp = ("STUDYID,RDOMAIN,USUBJID,IDVAR,IDVARVAL,QNAM,QLABEL,QVAL\n"
             "S1,AE,S1-001,AESEQ,1,AETRTEM,Treatment emergent,Y\nS1,AE,S1-001,AESEQ,7,AETRTEM,Treatment emergent,Y\n")

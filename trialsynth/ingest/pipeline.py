@@ -151,8 +151,8 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
             try:
                 define = read_define(path)
                 placements[name] = f"{name} -> raw zone; its variable types, lengths and codelists validate the other domains"
-            except ValueError as exc:
-                failures[name] = str(exc)
+            except ValueError as exc:  # metadata only: report it and fall back to the SDTM class rules
+                placements[name] = f"{name} -> raw zone only, not used: {exc}; other domains follow SDTM class rules"
             continue
         if path.suffix.lower() not in SUPPORTED:
             placements[name] = f"{name} -> raw zone only (not a table: {path.suffix or 'no extension'})"

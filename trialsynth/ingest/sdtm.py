@@ -145,12 +145,16 @@ def other_domain_spec(code: str, name: str, columns: list[str], define: DefineDo
     if define is not None:
         declared = {v.name: v for v in define.variables}
         # Codelists are checked on text variables only: numeric codes (VISITNUM) are typed values.
+        # A mandatory variable the file lacks is reported, not fatal: the domain is not one we model.
         cols = tuple(
-            Column(v.name, v.type, required=v.mandatory and v.name in columns,
-                   allowed=v.codelist if v.type == "str" else None, max_length=v.length)
-            for v in declared.values() if v.name in columns or v.mandatory
+            Column(v.name, v.type, required=v.mandatory, allowed=v.codelist if v.type == "str" else None,
+                   max_length=v.length)
+            for v in declared.values() if v.name in columns
         )
-        return DomainSpec(name, f"{code} (from define.xml)", cols, key), f"define.xml ({sdtm_class or 'class not stated'})"
+        missing = [v.name for v in declared.values() if v.mandatory and v.name not in columns]
+        note = f"; mandatory per define.xml but absent: {', '.join(missing)}" if missing else ""
+        return DomainSpec(name, f"{code} (from define.xml)", cols, key), \
+            f"define.xml ({sdtm_class or 'class not stated'}){note}"
     cols = tuple(_class_column(c, subject_level) for c in columns)
     return DomainSpec(name, f"{code} ({sdtm_class or 'unknown class'})", cols, key), \
         f"SDTM {sdtm_class or 'naming'} rules (no define.xml in the drop)"
