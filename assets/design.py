@@ -36,7 +36,7 @@ def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: 
     plots = result.write_plots(curves_path.parent / "plots")
     lineage.record(context.partition_key, asset_key="power_curves",
                    input_sha256s={design_file.name: sha256_file(design_file)},
-                   output_sha256=curves_sha, code_version=code_version(),
+                   output_sha256=curves_sha, output_path=curves_path, code_version=code_version(),
                    parameters={"recommendations_sha256": rec_sha, "n_trials": config.n_trials or "from file"},
                    seed=config.seed)
     rec = result.recommendations

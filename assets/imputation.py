@@ -16,9 +16,27 @@ from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from trialsynth.hashing import sha256_bytes, sha256_file
 from trialsynth.markdown import md_table
+from trialsynth.study_config import ImputationConfig, StudyConfig
 from trialsynth.version import code_version
 
 CHOICE = "imputation/choice.json"
+
+
+class ImputationRunConfig(dg.Config):
+    """Optional per-run overrides of the study config's imputation settings (the product API sets them,
+    trialsynth/api/jobs.py); empty values keep the study config."""
+
+    candidates: list[str] = []
+    mechanism: str = ""  # MCAR | MAR | MNAR: how observed cells are hidden for the comparison
+    rate: float = 0.0
+    repeats: int = 0
+    seed: int | None = None
+
+    def apply(self, cfg: StudyConfig) -> StudyConfig:
+        update = {k: v for k, v in (("candidates", self.candidates), ("mechanism", self.mechanism),
+                                    ("rate", self.rate), ("repeats", self.repeats)) if v}
+        imputation = ImputationConfig.model_validate({**cfg.imputation.model_dump(), **update})
+        return cfg.model_copy(update={"imputation": imputation, "seed": cfg.seed if self.seed is None else self.seed})
 
 
 @dg.asset(
@@ -30,27 +48,29 @@ CHOICE = "imputation/choice.json"
     "and scores RMSE on the [0,1] scale (as the GAIN paper), Wasserstein and pre/post deltas over repeats; "
     "picks the study's imputer by that held-out score and records why it won.",
 )
-def imputation_benchmark(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
+def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRunConfig, lake: LakeResource,
+                         lineage: LineageResource) -> dg.MaterializeResult:
     pk = context.partition_key
-    config, config_path = lake.study_config(pk)
-    cfg = config.imputation
+    study_cfg, config_path = lake.study_config(pk)
+    study_cfg = config.apply(study_cfg)
+    cfg = study_cfg.imputation
     data = load_study_data(lake, pk)
     matrix = data.matrix.where(data.scheduled).reset_index(drop=True)
     specs = {name: cfg.params.get(name, {}) for name in cfg.candidates}
     context.log.info(f"comparing {', '.join(specs)} on {matrix.shape[0]} x {matrix.shape[1]} "
                      f"({cfg.mechanism} {cfg.rate:.0%}, {cfg.repeats} repeats)")
     result = evaluate_imputers(matrix, specs, mechanism=cfg.mechanism, rate=cfg.rate, repeats=cfg.repeats,
-                               random_state=config.seed)
+                               random_state=study_cfg.seed)
     choice = select_imputer(result)
     table = result.table("rmse").reset_index()
     summary = result.summary.assign(mechanism=cfg.mechanism, rate=cfg.rate)
     bench_path, bench_sha = lake.write_table(pk, "imputation/benchmark.parquet", summary)
     choice_doc = {"imputer": choice.name, "params": choice.params, "rmse": choice.score, "reason": choice.reason,
-                  "mechanism": cfg.mechanism, "rate": cfg.rate, "repeats": cfg.repeats, "seed": config.seed}
+                  "mechanism": cfg.mechanism, "rate": cfg.rate, "repeats": cfg.repeats, "seed": study_cfg.seed}
     (lake.study_dir(pk) / CHOICE).write_text(json.dumps(choice_doc, indent=2, default=str))
     lineage.record(pk, asset_key="imputation_benchmark",
                    input_sha256s={"study_config": sha256_file(config_path) if config_path else "defaults"},
-                   output_sha256=bench_sha, code_version=code_version(), parameters=choice_doc, seed=config.seed)
+                   output_sha256=bench_sha, output_path=bench_path, code_version=code_version(), parameters=choice_doc, seed=study_cfg.seed)
     return dg.MaterializeResult(metadata={
         "rmse_table": dg.MetadataValue.md(md_table(table.to_dict("records"))),
         "chosen_imputer": choice.name,
@@ -113,7 +133,7 @@ def imputed_dataset(context: dg.AssetExecutionContext, lake: LakeResource, linea
         code_version=code_version(),
     )
     lineage.record(pk, asset_key="imputed_dataset", input_sha256s={"visit_matrix": training_sha},
-                   output_sha256=out_sha, code_version=code_version(),
+                   output_sha256=out_sha, output_path=out_path, code_version=code_version(),
                    parameters={"imputer": choice["imputer"], "params": choice["params"], "model_id": model_id,
                                "delta_sha256": delta_sha}, seed=choice["seed"])
     return dg.MaterializeResult(metadata={

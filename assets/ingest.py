@@ -9,14 +9,13 @@ import polars as pl
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.domains import DOMAINS
+from trialsynth.ingest.drops import DropRegistry, drops_markdown
 from trialsynth.ingest.landing import Drop, latest_drop, open_drop
 from trialsynth.ingest.pipeline import ingest_raw_version
-from trialsynth.ingest.raw_zone import RawVersion, land_drop
+from trialsynth.ingest.raw_zone import RAW_POINTER, RawVersion, known_tenants, land_drop, write_pointer
 from trialsynth.markdown import md_table
 from trialsynth.names import split_partition_key
 from trialsynth.version import code_version
-
-RAW_POINTER = "raw_pointer.json"
 
 
 class DropConfig(dg.Config):
@@ -29,32 +28,42 @@ class DropConfig(dg.Config):
     partitions_def=tenant_study_partitions,
     group_name="ingest",
     kinds={"file"},
-    description="The drop's bytes copied unchanged into the immutable raw zone (sha256 per file, versioned).",
+    description="The drop's bytes copied unchanged into the immutable raw zone (sha256 per file, versioned). "
+    "Only regular files physically inside the drop are read: a drop with links, hard links, FIFOs, devices or "
+    "sub-directories is refused as a whole. Metadata: every drop of the study and its state.",
 )
 def raw_drop(context: dg.AssetExecutionContext, config: DropConfig, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
     tenant, study = split_partition_key(context.partition_key)
+    known = known_tenants(lake.raw_dir)
     if config.drop_id:
-        drop = open_drop(lake.landing_dir, tenant, study, config.drop_id)
+        drop = open_drop(lake.landing_dir, tenant, study, config.drop_id, known)
     else:
-        drop = latest_drop(lake.landing_dir, tenant, study)
+        drop = latest_drop(lake.landing_dir, tenant, study, known)
     raw = land_drop(drop, lake.raw_dir)
     context.log.info(f"raw zone {'new version' if raw.created else 'already holds these bytes'}: {raw.path}")
-    pointer = {"drop_id": drop.drop_id, "version": raw.version, "path": str(raw.path),
-               "files": raw.files, "content_hash": raw.content_hash}
-    study_dir = lake.study_dir(context.partition_key)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    (study_dir / RAW_POINTER).write_text(json.dumps(pointer, indent=2))
-    lineage.record(context.partition_key, asset_key="raw_drop", input_sha256s=raw.files,
-                   output_sha256=raw.content_hash, code_version=code_version(),
-                   parameters={"drop_id": drop.drop_id, "raw_version": raw.version})
-    return dg.MaterializeResult(metadata={
+    expected = context.run.tags.get("trialsynth/content_hash")
+    if expected and expected != raw.content_hash:
+        raise dg.Failure(f"drop {drop.drop_id} changed after the landing sensor read it (content {expected[:16]}, "
+                         f"now {raw.content_hash[:16]}); its new bytes run as a new arrival of the drop")
+    registry = DropRegistry(lake.lake_dir, tenant, study)
+    registry.landed(drop, raw.content_hash, raw.version, context.run_id)
+    metadata = {
         "drop_id": drop.drop_id,
         "raw_version": raw.version,
         "new_version": raw.created,
         "files": len(raw.files),
+        "refused": dg.MetadataValue.json(raw.refused),
         "content_hash": raw.content_hash,
         "raw_path": dg.MetadataValue.path(str(raw.path)),
-    })
+        "drops": dg.MetadataValue.md(drops_markdown(registry.records())),
+    }
+    if raw.refused:  # nothing of the drop goes further: bronze is skipped and keeps the previous drop
+        raise dg.Failure(description=raw.refusal_message(), metadata=metadata)
+    write_pointer(lake.study_dir(context.partition_key), raw)
+    lineage.record(context.partition_key, asset_key="raw_drop", input_sha256s=raw.files,
+                   output_sha256=raw.content_hash, code_version=code_version(),
+                   parameters={"drop_id": drop.drop_id, "raw_version": raw.version})
+    return dg.MaterializeResult(metadata=metadata)
 
 
 DOMAINS_INDEX = ["bronze", "domains"]
@@ -108,6 +117,7 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
     for name, outcome in report.domains.items():
         lineage.record(context.partition_key, asset_key=f"bronze/{name}", input_sha256s=outcome.input_sha256s,
                        output_sha256=outcome.bronze_sha256, code_version=code_version(),
+                       output_path=outcome.bronze_path if outcome.bronze_sha256 else None,
                        parameters={"drop_id": report.drop_id, "raw_version": report.raw_version,
                                    "rows_passed": outcome.rows_passed, "rows_quarantined": outcome.rows_quarantined})
         if name not in DOMAINS:

@@ -59,7 +59,7 @@ def missingness_profile(context: dg.AssetExecutionContext, lake: LakeResource, l
     out = {}
     for name, frame in {"profile": profile, "patterns": patterns, "little": little_table, "mar": mar}.items():
         out[name] = lake.write_table(pk, f"missingness/{name}.parquet", frame)
-    lineage.record(pk, asset_key="missingness_profile", input_sha256s={}, output_sha256=out["profile"][1],
+    lineage.record(pk, asset_key="missingness_profile", input_sha256s={}, output_sha256=out["profile"][1], output_path=out["profile"][0],
                    code_version=code_version(), parameters={"scheduled_share": 0.5, "alpha": ALPHA,
                                                              "outputs": {k: v[1] for k, v in out.items()}})
     return dg.MaterializeResult(metadata={

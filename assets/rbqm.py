@@ -26,7 +26,7 @@ def qtl_limits(context: dg.AssetExecutionContext, lake: LakeResource, lineage: L
     path, sha = lake.write_table(context.partition_key, "rbqm/qtl_limits.parquet", table)
     lineage.record(context.partition_key, asset_key="qtl_limits",
                    input_sha256s={config_file.name: sha256_file(config_file)} if config_file else {},
-                   output_sha256=sha, code_version=code_version(),
+                   output_sha256=sha, output_path=path, code_version=code_version(),
                    parameters={"config_file": str(config_file) if config_file else None, "n_limits": table.height})
     return dg.MaterializeResult(metadata={
         "n_limits": table.height,
@@ -56,7 +56,7 @@ def km_discontinuation(context: dg.AssetExecutionContext, lake: LakeResource,
     bronze = lake.study_dir(key) / "bronze"
     lineage.record(key, asset_key="km_discontinuation",
                    input_sha256s={f"bronze/{d}": sha256_file(bronze / f"{d}.parquet") for d in KM_DOMAINS},
-                   output_sha256=sha, code_version=code_version(),
+                   output_sha256=sha, output_path=path, code_version=code_version(),
                    parameters={"confidence_level": 0.95, "ci_method": "log-log", "group": "arm"})
     by_arm = subjects.dropna(subset=["time_days"]).groupby("arm")["event"].agg(["size", "sum"]).reset_index()
     return dg.MaterializeResult(metadata={

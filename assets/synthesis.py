@@ -2,7 +2,10 @@
 generate a virtual cohort from an approved model, and prove it with the evidence pack."""
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -12,23 +15,69 @@ from assets.imputation import imputation_benchmark
 from assets.study_data import load_study_data
 from models.evidence import build_evidence_pack, write_pack
 from models.impute.baselines import make_imputer
-from models.synth import CTGANSynthesizer, GaussianCopulaSynthesizer
+from models.synth import BaseSynthesizer, CTGANSynthesizer, GaussianCopulaSynthesizer
+from models.synth.dp import DPGaussianCopulaSynthesizer, MSTSynthesizer
+from models.synth.schema import TableSchema
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from trialsynth.hashing import sha256_file
 from trialsynth.markdown import md_table
-from trialsynth.names import split_partition_key
+from trialsynth.names import partition_key, split_partition_key
+from trialsynth.registry import (
+    ModelRegistry,
+    PrivacyBudgetError,
+    PrivacySpend,
+    RetiredModelError,
+    UnknownModelError,
+)
+from trialsynth.study_config import StudyConfig, SynthesisConfig
 from trialsynth.version import code_version
 
-SYNTHESIZERS = {"ctgan": CTGANSynthesizer, "copula": GaussianCopulaSynthesizer}
+SYNTHESIZERS = {"ctgan": CTGANSynthesizer, "copula": GaussianCopulaSynthesizer,
+                "dp_copula": DPGaussianCopulaSynthesizer, "mst": MSTSynthesizer}
 DROP_COLUMNS = ("SITEID",)  # operational, and a quasi-identifier together with age/sex/race
 MODEL_POINTER = "synthesis/model.json"
+WAITING_MARKER = "synthesis/waiting.json"  # the study's cohort waits for approval of this model
 
 
-def training_split(baseline: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Subject-level table without identifiers, split into (train, holdout) by a seeded permutation."""
+class SynthesisRunConfig(dg.Config):
+    """Optional per-run overrides of the study config's synthesis settings (the product API sets them,
+    trialsynth/api/jobs.py); empty values keep the study config. ``params`` replace the study's when
+    given or when ``synthesizer`` names another synthesizer; ``columns`` are :meth:`TableSchema.infer` overrides (kind
+    categorical/ordinal/..., categories, min_value/max_value constraints, decimals); ``model_id``
+    generates from that registered model instead of the study's latest."""
+
+    synthesizer: str = ""
+    params: dict[str, Any] = {}
+    seed: int | None = None
+    n: int = 0
+    conditions: dict[str, Any] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    model_id: str = ""
+
+    def apply(self, cfg: StudyConfig) -> StudyConfig:
+        update = {k: v for k, v in (("synthesizer", self.synthesizer), ("n", self.n), ("conditions", self.conditions)) if v}
+        if self.params or self.synthesizer not in ("", cfg.synthesis.synthesizer):
+            update["params"] = self.params
+        synthesis = SynthesisConfig.model_validate({**cfg.synthesis.model_dump(), **update})
+        return cfg.model_copy(update={"synthesis": synthesis, "seed": cfg.seed if self.seed is None else self.seed})
+
+    def pointer(self, study_dir: Path) -> dict:
+        """The study's model pointer, naming ``model_id`` instead when one is given."""
+        pointer = json.loads((study_dir / MODEL_POINTER).read_text())
+        return {**pointer, "model_id": self.model_id} if self.model_id else pointer
+
+
+def training_split(baseline: pd.DataFrame, holdout: float, seed: int,
+                   drop_constant: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Subject-level table without identifiers, split into (train, holdout) by a seeded permutation.
+
+    ``drop_constant`` leaves out constant and empty columns (they carry nothing to learn); a
+    differentially private synthesizer keeps them, since choosing columns by their values would leak.
+    """
     table = baseline.drop(columns=[c for c in DROP_COLUMNS if c in baseline.columns]).reset_index(drop=True)
-    table = table.loc[:, table.nunique() >= 2]  # constant or empty columns carry nothing to learn
+    if drop_constant:
+        table = table.loc[:, table.nunique() >= 2]
     order = np.random.default_rng(seed).permutation(len(table))
     n_holdout = max(1, round(holdout * len(table)))
     return table.iloc[order[n_holdout:]].reset_index(drop=True), table.iloc[order[:n_holdout]].reset_index(drop=True)
@@ -45,44 +94,112 @@ def _progress_logger(context: dg.AssetExecutionContext):
     return report
 
 
+def make_synthesizer(cfg: StudyConfig, columns: dict[str, dict[str, Any]],
+                     progress: Callable[[dict], None] | None) -> BaseSynthesizer:
+    """The study's synthesizer, unfitted; a DP one gets its budget and ``columns`` as its public domain."""
+    privacy = cfg.synthesis.privacy
+    public = {name: spec for name, spec in columns.items() if spec is not None}  # None: left out of the table
+    budget = {} if privacy is None else {"epsilon": privacy.epsilon, "delta": privacy.delta, "columns": public,
+                                         "estimate_domain": privacy.estimate_domain}
+    return SYNTHESIZERS[cfg.synthesis.synthesizer](random_state=cfg.seed, verbose=False, progress=progress,
+                                                   **cfg.synthesis.params, **budget)
+
+
 @dg.asset(
     partitions_def=tenant_study_partitions,
     group_name="synthesis",
     deps=[["bronze", "dm"], ["bronze", "vs"], ["bronze", "lb"]],
     kinds={"pytorch", "python"},
-    description="A synthesizer (conditional GAN or Gaussian copula) trained on one row per randomized subject "
-    "(demographics, arm, baseline vitals and labs); registered as a draft in the model registry.",
+    description="A synthesizer (conditional GAN, Gaussian copula, or with a differential-privacy budget the DP "
+    "copula or MST) trained on one row per randomized subject (demographics, arm, baseline vitals and labs); "
+    "registered as a draft in the model registry, with the privacy budget it spent. The model registered for the "
+    "same training data, synthesis config, seed and code is reused, never trained again (nor spent again); a "
+    "training that would pass the study's privacy cap is refused.",
 )
-def synthesizer_model(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource,
-                      registry: RegistryResource) -> dg.MaterializeResult:
+def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunConfig, lake: LakeResource,
+                      lineage: LineageResource, registry: RegistryResource) -> dg.MaterializeResult:
     pk = context.partition_key
-    cfg = lake.study_config(pk)[0]
-    train, holdout = training_split(load_study_data(lake, pk).baseline, cfg.synthesis.holdout, cfg.seed)
+    cfg = config.apply(lake.study_config(pk)[0])
+    privacy = cfg.synthesis.privacy
+    train, holdout = training_split(load_study_data(lake, pk).baseline, cfg.synthesis.holdout, cfg.seed,
+                                    drop_constant=privacy is None)
     train_path, train_sha = lake.write_table(pk, "synthesis/train.parquet", train)
     lake.write_table(pk, "synthesis/holdout.parquet", holdout)
     params = dict(cfg.synthesis.params)
-    model = SYNTHESIZERS[cfg.synthesis.synthesizer](random_state=cfg.seed, verbose=False,
-                                                    progress=_progress_logger(context), **params)
-    context.log.info(f"training {type(model).__name__} on {train.shape[0]} subjects x {train.shape[1]} columns")
-    started = datetime.now(UTC)
-    model.fit(train)
-    seconds = (datetime.now(UTC) - started).total_seconds()
-    model.set_params(progress=None)  # the callback is bound to this run; the artifact must not carry it
-    artifact = model.save(lake.study_dir(pk) / "synthesis" / "models" / f"{context.run_id}.pkl")
-    model_id = registry.get().register(
-        kind="synthesizer", name=f"{pk.replace('|', '/')}/{cfg.synthesis.synthesizer}",
-        trained_by=f"dagster run {context.run_id}", training_data_sha256=train_sha,
-        training_data_version=context.run_id, artifact_path=artifact, parameters=params, seed=cfg.seed,
-        metrics={"fit_seconds": seconds, "n_train": len(train)}, code_version=code_version(),
-    )
+    columns = {**{name: c.model_dump(exclude_none=True) for name, c in cfg.synthesis.columns.items()}, **config.columns}
+    parameters = {**params, **({"columns": columns} if columns else {}),
+                  **({"privacy": privacy.model_dump()} if privacy else {})}
+    identity = {"kind": "synthesizer", "name": f"{pk.replace('|', '/')}/{cfg.synthesis.synthesizer}",
+                "training_data_sha256": train_sha, "seed": cfg.seed, "parameters": parameters,
+                "code_version": code_version()}
+    spend = None if privacy is None else PrivacySpend(
+        study=pk.replace("|", "/"), mechanism=cfg.synthesis.synthesizer, epsilon=privacy.epsilon,
+        delta=privacy.delta, cap_epsilon=privacy.cap_budget.epsilon, cap_delta=privacy.cap_budget.delta)
+    models = registry.get()
+    try:
+        reused = models.find_reusable(**identity)
+    except RetiredModelError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    if reused is not None:
+        model_id, artifact, status = reused.id, Path(reused.artifact_path), reused.status
+        context.log.info(f"reused model {model_id} ({status}): same training data, synthesis config, seed and code")
+        seconds = None
+    else:
+        try:
+            left = None if spend is None else models.check_privacy_budget(spend, train_sha)
+        except PrivacyBudgetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        model = make_synthesizer(cfg, columns, _progress_logger(context))
+        context.log.info(f"training {type(model).__name__} on {train.shape[0]} subjects x {train.shape[1]} columns, "
+                         f"privacy {cfg.synthesis.privacy_label}"
+                         + ("" if left is None else f" (left after it: epsilon={left[0]:g}, delta={left[1]:g})"))
+        started = datetime.now(UTC)
+        if privacy is not None:
+            model.fit(train.drop(columns=[c for c, spec in columns.items() if spec is None]))
+        else:
+            model.fit(train, schema=TableSchema.infer(train, columns) if columns else None)
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        model.set_params(progress=None)  # the callback is bound to this run; the artifact must not carry it
+        artifact = model.save(lake.study_dir(pk) / "synthesis" / "models" / f"{context.run_id}.pkl")
+        try:
+            model_id, status = models.register(
+                **identity, trained_by=f"dagster run {context.run_id}", training_data_version=context.run_id,
+                artifact_path=artifact, metrics={"fit_seconds": seconds, "n_train": len(train)}, privacy=spend,
+            ), "draft"
+        except PrivacyBudgetError as exc:  # another run spent the budget meanwhile
+            artifact.unlink()
+            raise dg.Failure(description=str(exc)) from None
     (lake.study_dir(pk) / MODEL_POINTER).write_text(json.dumps({"model_id": model_id, "training_sha256": train_sha}))
     lineage.record(pk, asset_key="synthesizer_model", input_sha256s={"train.parquet": train_sha},
-                   output_sha256=sha256_file(artifact), code_version=code_version(),
-                   parameters={"synthesizer": cfg.synthesis.synthesizer, "params": params, "model_id": model_id},
-                   seed=cfg.seed)
-    return dg.MaterializeResult(metadata={"model_id": model_id, "status": "draft", "fit_seconds": seconds,
-                                          "train_rows": len(train), "columns": list(train.columns),
-                                          "train": dg.MetadataValue.path(str(train_path))})
+                   output_sha256=sha256_file(artifact), output_path=artifact, code_version=code_version(),
+                   parameters={"synthesizer": cfg.synthesis.synthesizer, "params": params, "model_id": model_id,
+                               "reused": reused is not None, "privacy": cfg.synthesis.privacy_label}, seed=cfg.seed)
+    return dg.MaterializeResult(metadata={
+        "model_id": model_id, "status": status, "privacy": cfg.synthesis.privacy_label,
+        "training": f"reused model {model_id}" if reused is not None else f"trained model {model_id}",
+        "fit_seconds": seconds, "train_rows": len(train), "columns": list(train.columns),
+        "train": dg.MetadataValue.path(str(train_path))})
+
+
+def waiting_message(model_id: str) -> str:
+    """What a study whose cohort waits for a draft model tells its reviewer."""
+    return (f"waiting for approval of model {model_id}: approve with "
+            f"`trialsynth registry approve {model_id} --by NAME --why REASON`")
+
+
+def approved_while_waiting(lake: LakeResource, registry: ModelRegistry) -> dict[str, str]:
+    """Partition key -> model id of every study whose cohort waits for a model that is approved now."""
+    found = {}
+    for marker in sorted(lake.lake_dir.glob(f"*/*/{WAITING_MARKER}")):
+        model_id = json.loads(marker.read_text())["model_id"]
+        study_dir = marker.parent.parent
+        try:
+            approved = registry.get(model_id).status == "approved"
+        except UnknownModelError:
+            continue
+        if approved:
+            found[partition_key(study_dir.parent.name, study_dir.name)] = model_id
+    return found
 
 
 @dg.asset(
@@ -90,29 +207,50 @@ def synthesizer_model(context: dg.AssetExecutionContext, lake: LakeResource, lin
     group_name="synthesis",
     deps=[synthesizer_model],
     kinds={"pytorch", "parquet"},
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec(
+        "model_approved", asset="synthetic_cohort",
+        description="The cohort comes from an approved model. WARN while the study waits for approval of its "
+        "draft model (no cohort is made, the evidence pack waits), or when the study config lets a draft generate.")],
     description="A virtual cohort of the size and strata in the study's config, from an approved model "
-    "(or a draft when the study config opts out explicitly, which lineage records).",
+    "(or a draft when the study config opts out explicitly, which lineage records). While the model is a "
+    "draft, nothing is generated and the check model_approved says which model waits for approval.",
 )
-def synthetic_cohort(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource,
-                     registry: RegistryResource) -> dg.MaterializeResult:
+def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConfig, lake: LakeResource,
+                     lineage: LineageResource, registry: RegistryResource):
     pk = context.partition_key
-    cfg = lake.study_config(pk)[0]
-    pointer = json.loads((lake.study_dir(pk) / MODEL_POINTER).read_text())
-    record = registry.get().resolve_for_generation(pointer["model_id"], allow_unapproved=cfg.synthesis.allow_unapproved)
+    cfg = config.apply(lake.study_config(pk)[0])
+    waiting = lake.study_dir(pk) / WAITING_MARKER
+    pointer = config.pointer(lake.study_dir(pk))
+    models = registry.get()
+    if models.get(pointer["model_id"]).status == "draft" and not cfg.synthesis.allow_unapproved:
+        message = waiting_message(pointer["model_id"])
+        context.log.warning(message)
+        waiting.write_text(json.dumps({"model_id": pointer["model_id"], "run_id": context.run_id}))
+        yield dg.AssetCheckResult(check_name="model_approved", passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                  description=message, metadata={"model_id": pointer["model_id"], "status": "draft"})
+        return
+    record = models.resolve_for_generation(pointer["model_id"], allow_unapproved=cfg.synthesis.allow_unapproved)
     if record.status != "approved":
         context.log.warning(f"model {record.id} is {record.status}: generating only because the study config "
                             "sets synthesis.allow_unapproved")
     model = SYNTHESIZERS[cfg.synthesis.synthesizer].load(record.artifact_path)
     cohort = model.sample(cfg.synthesis.n, conditions=cfg.synthesis.conditions or None, random_state=cfg.seed)
     path, sha = lake.write_table(pk, "synthesis/synthetic_cohort.parquet", cohort)
+    waiting.unlink(missing_ok=True)
     lineage.record(pk, asset_key="synthetic_cohort", input_sha256s={"training_data": record.training_data_sha256,
                                                                     "model_artifact": record.artifact_sha256},
-                   output_sha256=sha, code_version=code_version(),
+                   output_sha256=sha, output_path=path, code_version=code_version(),
                    parameters={"model_id": record.id, "model_status": record.status, "n": cfg.synthesis.n,
                                "conditions": cfg.synthesis.conditions}, seed=cfg.seed)
-    return dg.MaterializeResult(metadata={"model_id": record.id, "model_status": record.status,
-                                          "rows": len(cohort), "conditions": dg.MetadataValue.json(cfg.synthesis.conditions),
-                                          "path": dg.MetadataValue.path(str(path))})
+    yield dg.MaterializeResult(metadata={"model_id": record.id, "model_status": record.status,
+                                         "rows": len(cohort), "conditions": dg.MetadataValue.json(cfg.synthesis.conditions),
+                                         "path": dg.MetadataValue.path(str(path))})
+    yield dg.AssetCheckResult(
+        check_name="model_approved", passed=record.status == "approved", severity=dg.AssetCheckSeverity.WARN,
+        description=f"generated from {record.status} model {record.id}"
+        + ("" if record.status == "approved" else " because the study config sets synthesis.allow_unapproved"),
+        metadata={"model_id": record.id, "status": record.status})
 
 
 def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataFrame | None:
@@ -140,10 +278,11 @@ def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataF
     description="Fidelity, utility and privacy of the synthetic cohort vs the real training data and a real "
     "holdout: JSON for machines, a self-contained HTML report for reviewers.",
 )
-def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource):
+def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig, lake: LakeResource,
+                  lineage: LineageResource, registry: RegistryResource):
     pk = context.partition_key
     tenant, study = split_partition_key(pk)
-    cfg = lake.study_config(pk)[0]
+    cfg = config.apply(lake.study_config(pk)[0])
     study_dir = lake.study_dir(pk)
     train = pd.read_parquet(study_dir / "synthesis" / "train.parquet").drop(columns=["tenant_id", "study_id"])
     holdout = pd.read_parquet(study_dir / "synthesis" / "holdout.parquet").drop(columns=["tenant_id", "study_id"])
@@ -154,7 +293,8 @@ def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage
         context.log.warning(f"left out of the evidence (no values in holdout or synthetic rows): {empty}")
     train, holdout = train.drop(columns=empty), holdout.drop(columns=empty)
     categorical = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c])]
-    pointer = json.loads((study_dir / MODEL_POINTER).read_text())
+    pointer = config.pointer(study_dir)
+    model = BaseSynthesizer.load(registry.get().verify_artifact(pointer["model_id"]))
     run_id = context.run_id
     pack = build_evidence_pack(
         train, synthetic[train.columns], holdout, categorical,
@@ -163,6 +303,7 @@ def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage
         thresholds=cfg.evidence.thresholds or None, run_id=run_id, random_state=cfg.seed,
         context={"tenant": tenant, "study": study, "model_id": pointer["model_id"], "seed": cfg.seed,
                  "training_data_sha256": pointer["training_sha256"]},
+        privacy_guarantee=getattr(model, "privacy_", None),
     )
     paths = write_pack(pack, study_dir / "evidence" / run_id)
     metrics = pack.metrics_frame().assign(run_id=run_id, created_at=datetime.now(UTC).isoformat())
@@ -170,12 +311,13 @@ def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage
     lineage.record(pk, asset_key="evidence_pack",
                    input_sha256s={"synthetic_cohort": sha256_file(study_dir / "synthesis" / "synthetic_cohort.parquet"),
                                   "training_data": pointer["training_sha256"]},
-                   output_sha256=sha256_file(paths["json"]), code_version=code_version(),
+                   output_sha256=sha256_file(paths["json"]), output_path=paths["json"], code_version=code_version(),
                    parameters={"run_id": run_id, "overall": pack.overall_level, "metrics_sha256": msha,
                                "thresholds": cfg.evidence.thresholds}, seed=cfg.seed)
     failing = metrics[metrics["level"] == "fail"]
     yield dg.MaterializeResult(metadata={
         "overall": pack.overall_level,
+        "privacy_guarantee": pack.details["privacy_guarantee"]["guarantee"],
         "report": dg.MetadataValue.url(paths["html"].resolve().as_uri()),
         "report_path": dg.MetadataValue.path(str(paths["html"])),
         "summary": dg.MetadataValue.text(pack.summary_text()),
@@ -185,6 +327,8 @@ def evidence_pack(context: dg.AssetExecutionContext, lake: LakeResource, lineage
     })
     yield dg.AssetCheckResult(
         check_name="evidence_passes", passed=failing.empty, severity=dg.AssetCheckSeverity.ERROR,
+        description="no metric at 'fail'" if failing.empty else
+        f"{len(failing)} metric(s) at 'fail': " + ", ".join(sorted(set(failing["metric"].astype(str)))),
         metadata={"failing_metrics": dg.MetadataValue.json(
             failing[["metric", "variable", "value"]].head(25).astype(str).to_dict("records")),
                   "n_failing": len(failing),

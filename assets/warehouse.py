@@ -8,15 +8,20 @@ Runs share one pool (``duckdb_warehouse``) because DuckDB allows a single writer
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+import duckdb
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LineageResource
-from trialsynth.hashing import sha256_bytes
+from trialsynth.lineage import warehouse_dataset
+from trialsynth.lineage.rows import duckdb_partition_sha256
 from trialsynth.names import split_partition_key
 from trialsynth.settings import get_settings
 from trialsynth.version import code_version
@@ -25,9 +30,18 @@ from trialsynth.version import code_version
 def dbt_environment() -> dict[str, str]:
     """Env vars ``dbt_project/profiles.yml`` reads, from the settings object."""
     s = get_settings()
+    wh = s.warehouse
     return {
         "TRIALSYNTH_LAKE_DIR": str(s.lake_dir),
         "TRIALSYNTH_WAREHOUSE_PATH": str(s.warehouse_path),
+        # Names unlike the settings' own TRIALSYNTH_WAREHOUSE__* overrides, so exporting them never
+        # overrides a later settings object. The password stays in the env var the settings name.
+        "TRIALSYNTH_DBT_CLICKHOUSE_HOST": wh.clickhouse_host,
+        "TRIALSYNTH_DBT_CLICKHOUSE_PORT": str(wh.clickhouse_port),
+        "TRIALSYNTH_DBT_CLICKHOUSE_USER": wh.clickhouse_user,
+        "TRIALSYNTH_DBT_CLICKHOUSE_DATABASE": wh.clickhouse_database,
+        "TRIALSYNTH_DBT_CLICKHOUSE_PASSWORD_ENV": wh.clickhouse_password_env,
+        "TRIALSYNTH_DBT_CLICKHOUSE_SECURE": str(wh.clickhouse_secure),
     }
 
 
@@ -79,23 +93,118 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: Li
     # "buildable": a test spanning two steps' models (e.g. a relationship to dim_site) runs with the
     # later step, once both of its parents exist.
     invocation = dbt.cli(["build", "--indirect-selection", "buildable", "--vars", json.dumps({"tenant": tenant, "study": study})],
-                         context=context)
+                         context=context, raise_on_error=False)
     yield from invocation.stream()
-    inputs = _upstream_hashes(lineage, context.partition_key)
-    run_results = invocation.get_artifact("run_results.json")
-    for result in run_results.get("results", []):
-        if not result["unique_id"].startswith("model.") or result.get("status") != "success":
+    if not invocation.is_successful():
+        raise _build_failure(invocation, tenant, study) from None  # the report is the innermost error
+    _record_lineage(context, lineage, invocation, tenant, study)
+
+
+FAILING_ROWS_SHOWN = 5  # offending rows quoted per failed dbt test
+PARTITION_COLUMNS = ("tenant_id", "study_id")  # the same in every row of a partition's test: not quoted
+
+
+def _build_failure(invocation: DbtCliInvocation, tenant: str, study: str) -> Exception:
+    """A :class:`dagster.Failure` naming every failed dbt test and model of the partition's build
+    (see :func:`describe_dbt_failures`); dbt's own error when its run results say nothing."""
+    error = invocation.get_error()
+    try:
+        results = invocation.get_artifact("run_results.json")["results"]
+    except FileNotFoundError:  # dbt stopped before running anything (e.g. a compilation error)
+        return error or RuntimeError(f"dbt failed: {invocation.dbt_command}")
+    fetch_rows = partial(failing_rows, invocation.adapter) if invocation.adapter is not None else None
+    description, failed = describe_dbt_failures(tenant, study, results, invocation.manifest["nodes"], fetch_rows)
+    if not failed:
+        return error or RuntimeError(f"dbt failed: {invocation.dbt_command}")
+    return dg.Failure(description=description, metadata={
+        "tenant": tenant,
+        "study": study,
+        "failed_dbt_nodes": dg.MetadataValue.json(failed),
+        "skipped_dbt_models": dg.MetadataValue.json(sorted(
+            r["unique_id"].split(".")[-1] for r in results if r["status"] == "skipped" and r["unique_id"].startswith("model."))),
+        # dbt's own message: the command, the dbt log path and the failing nodes (without colours)
+        "dbt_error": re.sub(r"\x1b\[[0-9;]*m", "", str(error.description if isinstance(error, dg.Failure) else error)),
+    })
+
+
+def failing_rows(adapter: Any, sql: str, limit: int = FAILING_ROWS_SHOWN) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of a failed test's compiled SQL, run through the build's own dbt
+    adapter (DuckDB or ClickHouse alike; dagster-dbt opens it read-only on DuckDB)."""
+    if getattr(adapter.config.credentials, "keep_open", False):
+        # dbt-duckdb keeps the database file open in this process by default (profile keep_open):
+        # close it after the query, or the read-only handle blocks the next build's writer.
+        adapter.config.credentials.keep_open = False
+    with adapter.connection_named("trialsynth_test_failures"):
+        _, table = adapter.execute(f"select * from (\n{sql}\n) as failing_rows limit {int(limit)}", fetch=True)
+    return [{name: _plain(value) for name, value in zip(table.column_names, row, strict=True)} for row in table.rows]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar: integral numbers as int, other numbers as float, dates etc. as text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal | float):
+        return int(value) if value == int(value) else float(value)
+    return str(value)
+
+
+def _row_text(row: Mapping[str, Any], max_columns: int = 8) -> str:
+    """``key=value, ...`` of a failing row's first columns (tests like expression_is_true return
+    whole rows; the keys come first in every model)."""
+    shown = [f"{k}={v!r}" for k, v in list(row.items())[:max_columns]]
+    return ", ".join(shown + (["..."] if len(row) > max_columns else []))
+
+
+def describe_dbt_failures(
+    tenant: str,
+    study: str,
+    results: list[Mapping[str, Any]],
+    nodes: Mapping[str, Mapping[str, Any]],
+    fetch_rows: Callable[[str], list[dict[str, Any]]] | None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """Report of the failed tests and models of one partition's dbt build.
+
+    ``results`` are run_results.json's results, ``nodes`` the manifest's nodes, ``fetch_rows(sql)``
+    gives the first failing rows of a test's compiled SQL (None: not queried). Returns the text (one
+    line per failure: model, test and its arguments, dbt node, failing row count, first offending
+    keys without the partition columns) and one JSON-safe record per failure.
+    """
+    failed: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for result in results:
+        if result["status"] not in ("fail", "error"):
             continue
-        compiled = (result.get("compiled_code") or "").encode()
-        lineage.record(
-            context.partition_key,
-            asset_key=f"dbt/{result['unique_id'].split('.')[-1]}",
-            input_sha256s=inputs,
-            # The warehouse table is not a file: hash the exact SQL that built it plus its row count.
-            output_sha256=sha256_bytes(compiled + str(result.get("adapter_response", {}).get("rows_affected")).encode()),
-            code_version=code_version(),
-            parameters={"vars": {"tenant": tenant, "study": study}, "target": get_settings().warehouse.target},
-        )
+        node = nodes.get(result["unique_id"], {})
+        name = node.get("name") or result["unique_id"].split(".")[2]  # a test's unique_id ends in a hash
+        record: dict[str, Any] = {"node": name, "status": result["status"], "message": result.get("message")}
+        kind = result["unique_id"].split(".")[0]
+        if kind != "test":
+            failed.append({**record, kind: name})
+            lines.append(f"- {kind} {name}: {result['status']}: {result.get('message')}")
+            continue
+        metadata = node.get("test_metadata") or {}
+        arguments = {k: v for k, v in (metadata.get("kwargs") or {}).items() if k != "model"}
+        record.update(model=(node.get("attached_node") or "?").split(".")[-1], test=metadata.get("name", name),
+                      arguments={k: v.replace("{{ ", "").replace(" }}", "") if isinstance(v, str) else v
+                                 for k, v in arguments.items()},
+                      failures=result.get("failures"), first_failing_rows=[])
+        keys = "not queried"
+        if fetch_rows is not None and result["status"] == "fail" and result.get("compiled_code"):
+            try:
+                record["first_failing_rows"] = [{k: v for k, v in row.items() if k not in PARTITION_COLUMNS}
+                                                for row in fetch_rows(result["compiled_code"])]
+                keys = "; ".join(_row_text(row) for row in record["first_failing_rows"])
+            except Exception as exc:  # the report must still name the test when its rows cannot be read
+                keys = f"could not be read ({exc})"
+        args = ", ".join(f"{k}={v}" for k, v in record["arguments"].items())
+        count = f"{record['failures']} failing row(s)" if result["status"] == "fail" else f"error: {record['message']}"
+        lines.append(f"- model {record['model']}, test {record['test']}({args}) [dbt node {name}]: {count}; "
+                     f"first offending keys: {keys}")
+        failed.append(record)
+    n_tests = sum("test" in r for r in failed)
+    header = (f"dbt build of tenant {tenant!r}, study {study!r} failed: {n_tests} data test(s) and "
+              f"{len(failed) - n_tests} other node(s) failed (tests only read this partition's rows)")
+    return "\n".join([header, *lines]), failed
 
 
 def model_groups(manifest: Mapping[str, Any]) -> dict[tuple[str, ...], list[str]]:
@@ -144,6 +253,41 @@ def _dbt_step(sources: tuple[str, ...], models: list[str]) -> dg.AssetsDefinitio
 ANALYTICS_SOURCE = "analytics"
 dbt_steps = [_dbt_step(sources, models)
              for sources, models in sorted(model_groups(json.loads(dbt_project.manifest_path.read_text())).items())]
+
+
+def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource, invocation: DbtCliInvocation,
+                    tenant: str, study: str) -> None:
+    """One manifest per model the step built. Its output is the warehouse relation, hashed as the
+    partition's rows in canonical order (:func:`duckdb_partition_sha256`), not the SQL that built it,
+    so verification can re-check it against the warehouse later."""
+    settings = get_settings()
+    nodes = invocation.manifest["nodes"]
+    built = [r["unique_id"] for r in invocation.get_artifact("run_results.json").get("results", [])
+             if r["unique_id"].startswith("model.") and r.get("status") == "success"]
+    if not built:
+        return
+    inputs = _upstream_hashes(lineage, context.partition_key)
+    duck = settings.warehouse.target == "duckdb"
+    if duck:
+        namespace = f"duckdb://{settings.warehouse_path.resolve()}"
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)  # dbt has exited: no writer now
+    else:
+        namespace = f"clickhouse://{settings.warehouse.clickhouse_host}:{settings.warehouse.clickhouse_port}"
+    parameters = {"vars": {"tenant": tenant, "study": study}, "target": settings.warehouse.target}
+    if not duck:
+        parameters["row_hash"] = "not computed: only the DuckDB target hashes partition rows so far"
+    try:
+        for uid in built:
+            node = nodes[uid]
+            relation = f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
+            sha = duckdb_partition_sha256(con, relation, tenant, study) if duck else None
+            lineage.record(context.partition_key, asset_key=f"dbt/{node['name']}", input_sha256s=inputs,
+                           output_sha256=sha, outputs=[warehouse_dataset(namespace, relation, sha)],
+                           code_version=code_version(),
+                           parameters={**parameters, "materialized": node.get("config", {}).get("materialized")})
+    finally:
+        if duck:
+            con.close()
 
 
 def _upstream_hashes(lineage: LineageResource, partition_key: str) -> dict[str, str]:

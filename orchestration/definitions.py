@@ -12,6 +12,8 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from assets import design, imputation, ingest, missingness, rbqm, synthesis, warehouse
+from assets import lineage as lineage_assets
+from orchestration.api_jobs import API_JOBS
 from orchestration.jobs import marts_refresh_job, study_pipeline_job
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from orchestration.schedules import nightly_marts_refresh
@@ -21,10 +23,11 @@ from trialsynth.settings import get_settings
 _settings = get_settings()
 
 defs = dg.Definitions(
-    assets=[*dg.load_assets_from_modules([ingest, missingness, imputation, synthesis, design, rbqm]), *warehouse.dbt_steps],
-    jobs=[study_pipeline_job, marts_refresh_job],
+    assets=[*dg.load_assets_from_modules([ingest, missingness, imputation, synthesis, design, rbqm]), *warehouse.dbt_steps,
+            lineage_assets.lineage_verification],
+    jobs=[study_pipeline_job, marts_refresh_job, lineage_assets.lineage_verification_job, *API_JOBS],
     sensors=[landing_sensor],
-    schedules=[nightly_marts_refresh],
+    schedules=[nightly_marts_refresh, lineage_assets.nightly_lineage_verification],
     resources={
         "lake": LakeResource(),
         "lineage": LineageResource(store=_settings.lineage.store),

@@ -6,7 +6,7 @@ from orchestration.partitions import tenant_study_partitions
 
 study_pipeline_job = dg.define_asset_job(
     "study_pipeline",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("lineage"),  # lineage: its own nightly job
     partitions_def=tenant_study_partitions,
     description="Everything for one tenant/study: raw zone, bronze, validation, analytics, dbt marts.",
 )

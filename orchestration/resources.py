@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 import polars as pl
+from pydantic import PrivateAttr
 
 from trialsynth.ingest.bronze import write_parquet_atomic
-from trialsynth.lineage import LineageStore, LocalLineageStore
+from trialsynth.lineage import ChainStore, LocalLineageStore, file_dataset, open_store
 from trialsynth.names import split_partition_key
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
@@ -64,20 +66,36 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class LineageResource(dg.ConfigurableResource):
-    """The hash-chained lineage log. ``store='local'`` keeps it under the lake; ``'s3'`` uses
-    an S3 bucket with Object Lock (configured in settings)."""
+    """Signed, hash-chained lineage manifests (:mod:`trialsynth.lineage`), one chain per tenant/study.
+    ``store``: ``'local'`` (under the lake) or ``'s3'`` (the Object Lock bucket of ``lineage.s3_*``);
+    empty = ``lineage.store`` from the settings. Manifests carry the Dagster run id of the run."""
 
-    store: str = "local"
+    store: str = ""
     lake_dir: str = ""
+    _run_id: str | None = PrivateAttr(default=None)
 
-    def get_store(self) -> LineageStore:
-        if self.store == "local":
-            return LocalLineageStore(Path(self.lake_dir) if self.lake_dir else get_settings().lake_dir)
-        raise ValueError(f"lineage store {self.store!r} is not available in this deployment (expected 'local')")
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run_id
 
-    def record(self, partition_key: str, **fields: object) -> dict:
+    def get_store(self) -> ChainStore:
+        settings = get_settings()
+        kind = self.store or settings.lineage.store
+        if kind == "local":
+            return LocalLineageStore(Path(self.lake_dir) if self.lake_dir else settings.lake_dir)
+        if kind == "s3":
+            return open_store(settings.model_copy(update={"lineage": settings.lineage.model_copy(update={"store": "s3"})}))
+        raise ValueError(f"lineage store {kind!r} is not known (expected 'local' or 's3')")
+
+    def record(self, partition_key: str, output_path: Path | str | None = None, **fields: Any) -> dict:
+        """Append the manifest of one materialization; ``fields`` as in
+        :data:`trialsynth.lineage.manifest.RECORD_FIELDS`. ``output_path``: the lake file whose sha256 is
+        ``output_sha256`` (verification re-hashes it; without it the output has no location)."""
         tenant, study = split_partition_key(partition_key)
-        return self.get_store().append(tenant, study, {"partition": partition_key, **fields})
+        if output_path is not None:
+            if not fields.get("output_sha256"):
+                raise ValueError("output_path needs output_sha256 (the sha256 of that file)")
+            fields["outputs"] = [file_dataset(output_path, fields["output_sha256"])]
+        return self.get_store().append(tenant, study, {"partition": partition_key, "run_id": self._run_id, **fields})
 
 
 class RegistryResource(dg.ConfigurableResource):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.stack_fixtures import clickhouse_endpoint, seaweedfs, stack  # noqa: F401  (session fixtures: the stack's services)
 from trialsynth.settings import PROJECT_ROOT, get_settings
 
 CDISC_SDTM = PROJECT_ROOT.parent / "shared" / "data" / "cdiscpilot01" / "sdtm"
@@ -15,6 +16,7 @@ CDISC_SDTM = PROJECT_ROOT.parent / "shared" / "data" / "cdiscpilot01" / "sdtm"
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TRIALSYNTH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TRIALSYNTH_DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # it wins over the settings when set
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()

@@ -67,13 +67,13 @@ def test_duplicate_keys_are_quarantined(tmp_path):
     assert report.domains["dm"].rows_quarantined == 2 and report.domains["dm"].rows_passed == 1
 
 
-def test_truncated_csv_quarantines_the_cut_row(tmp_path):
+def test_truncated_csv_is_rejected_whole(tmp_path):
     data = (DM_HEADER + "".join(DM_ROWS)).encode()[:-25]  # cut mid-row, no final newline
-    _, report, _ = ingest(tmp_path, {"dm.csv": data})
-    dm = report.domains["dm"]
-    assert dm.rows_quarantined == 1 and dm.rows_passed == 2
-    reasons = pl.read_parquet(dm.quarantine_path.with_name("dm_reasons.parquet"))
-    assert "truncated_row" in reasons["rule"].to_list()
+    version, report, lake = ingest(tmp_path, {"dm.csv": data})
+    assert report.failures["dm.csv"].startswith(f"dm.csv: truncated at byte {len(data)}: ")
+    assert "has 7 of 10 fields" in report.failures["dm.csv"]
+    assert "dm" not in report.domains and not (lake / "t1" / "S1" / "bronze" / "dm.parquet").exists()
+    assert version.file_path("dm.csv").read_bytes() == data  # the raw zone keeps the bytes as sent
 
 
 @pytest.mark.parametrize(
@@ -88,12 +88,13 @@ def test_truncated_csv_quarantines_the_cut_row(tmp_path):
     ],
 )
 def test_unreadable_file_fails_with_clear_error_and_keeps_raw_bytes(tmp_path, name, data, message):
-    version, report, _ = ingest(tmp_path, {name: data, "ae.csv": b"STUDYID,USUBJID,AESEQ,AETERM\nS1,S1-001,1,Headache\n"})
+    version, report, lake = ingest(tmp_path, {name: data, "ae.csv": b"STUDYID,USUBJID,AESEQ,AETERM\nS1,S1-001,1,Headache\n"})
     assert name in report.failures
     assert report.failures[name].startswith(f"{name}: ") and message in report.failures[name]
     assert version.file_path(name).read_bytes() == data  # the raw zone keeps the bytes as sent
-    assert report.domains["ae"].rows_passed == 1  # other files of the drop still land
-    assert "dm" not in report.domains
+    # the drop is not taken: nothing of it reaches bronze (a study's bronze is always one whole drop)
+    assert not report.bronze_written and not (lake / "t1" / "S1" / "bronze").exists()
+    assert report.domains["ae"].rows_in == 1  # the other files were still checked, for the report
 
 
 def test_non_utf8_error_names_line(tmp_path):

@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import make_drop
-from trialsynth.cli import main
+from trialsynth.hashing import sha256_bytes
 from trialsynth.ingest.landing import open_drop
 from trialsynth.ingest.raw_zone import land_drop
-from trialsynth.lineage import LocalLineageStore, verify_chain
+from trialsynth.lineage import (
+    LocalLineageStore,
+    ObjectExistsError,
+    WormError,
+    put_locked_object,
+    verify_chain,
+)
 
 
 def test_raw_zone_is_immutable_and_versioned(tmp_path):
@@ -29,44 +37,36 @@ def test_raw_zone_is_immutable_and_versioned(tmp_path):
     assert manifest["files"]["dm.csv"] == v2.files["dm.csv"] != v1.files["dm.csv"]
 
 
-def _chain(tmp_path, n=4):
-    store = LocalLineageStore(tmp_path)
-    for i in range(n):
-        store.append("t1", "S1", {"asset_key": f"a{i}", "input_sha256s": {"f": str(i)}, "output_sha256": str(i) * 4,
-                                  "code_version": "x", "parameters": {"i": i}, "seed": i})
-    return store
+def test_raw_zone_bytes_under_object_lock_on_s3(seaweedfs):
+    """put_locked_object: how the S3 deployment writes the sponsor's raw bytes (and lineage objects)."""
+    bucket = f"raw-{uuid.uuid4().hex[:12]}"
+    seaweedfs.make_bucket(bucket, object_lock=True)
+    client, key = seaweedfs.client(), "acme/S1/d1/v1/dm.csv"
+    version = put_locked_object(client, bucket, key, b"a,b\n1,2\n", retention_days=10 / 1440)
+    retention = client.get_object_retention(Bucket=bucket, Key=key, VersionId=version)["Retention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    with pytest.raises(ObjectExistsError):
+        put_locked_object(client, bucket, key, b"a,b\n1,3\n", retention_days=1)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    plain = f"plain-{uuid.uuid4().hex[:12]}"
+    seaweedfs.make_bucket(plain)  # no Object Lock: the write must not pass as WORM
+    with pytest.raises((WormError, ClientError)):
+        put_locked_object(client, plain, key, b"x", retention_days=1)
 
 
-def test_lineage_chain_verifies_and_names_first_broken_link(tmp_path):
-    store = _chain(tmp_path)
-    records = store.read("t1", "S1")
-    assert verify_chain(records).ok and records[1]["prev_hash"] == records[0]["hash"]
-    records[2]["parameters"] = {"i": 99}  # edit a record
-    report = verify_chain(records)
-    assert not report.ok and report.broken_index == 2 and "edited" in report.reason
-    records = store.read("t1", "S1")
-    del records[1]  # remove a record
-    report = verify_chain(records)
-    assert report.broken_index == 1 and "removed" in report.reason
+def test_lineage_resource_records_outputs_that_verification_rechecks(settings):
+    from orchestration.resources import LineageResource
 
-
-def test_verify_lineage_cli(settings, capsys):
-    store = _chain(settings.lake_dir)
-    assert main(["verify-lineage", "--tenant", "t1", "--study", "S1"]) == 0
-    assert "intact: 4 records" in capsys.readouterr().out
-    path = store.path("t1", "S1")
-    lines = path.read_text().splitlines()
-    rec = json.loads(lines[3])
-    rec["output_sha256"] = "forged"
-    lines[3] = json.dumps(rec)
-    path.write_text("\n".join(lines) + "\n")
-    assert main(["verify-lineage", "--tenant", "t1", "--study", "S1"]) == 1
-    assert "BROKEN at record 4 of 4 (asset 'a3'" in capsys.readouterr().out
-    assert main(["verify-lineage", "--tenant", "../x", "--study", "S1"]) == 2
-
-
-@pytest.mark.parametrize("n", [1, 3])
-def test_chain_survives_reload(tmp_path, n):
-    store = _chain(tmp_path, n)
-    assert verify_chain(LocalLineageStore(tmp_path).read("t1", "S1")).records == n
-    assert store.read("t1", "S1")[0]["prev_hash"] == "0" * 64
+    out = settings.lake_dir / "acme" / "S1" / "bronze" / "dm.parquet"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"bronze bytes")
+    rec = LineageResource().record("acme|S1", asset_key="bronze/dm", input_sha256s={"dm.csv": "ab" * 32},
+                                   output_sha256=sha256_bytes(b"bronze bytes"), output_path=out, code_version="t")
+    assert rec["outputs"] == [{"namespace": "file", "name": str(out.resolve()), "sha256": sha256_bytes(b"bronze bytes"),
+                               "kind": "bytes"}]
+    uuid.UUID(rec["run_id"])  # outside Dagster the run id is a fresh UUID (OpenLineage needs one)
+    with pytest.raises(ValueError, match="output_path needs output_sha256"):
+        LineageResource().record("acme|S1", asset_key="x", output_path=out)
+    records = LocalLineageStore(settings.lake_dir).read("acme", "S1")  # the settings' key signed it
+    assert verify_chain(records).ok and records[0]["asset_key"] == "bronze/dm"

@@ -16,6 +16,7 @@ from trialsynth.registry import (
     InvalidTransitionError,
     ModelRegistry,
     RegistryError,
+    RetiredModelError,
     UnapprovedModelError,
     UnknownModelError,
     metadata,
@@ -240,3 +241,36 @@ def test_cli_list_approve_retire(settings, artifact, capsys) -> None:
     assert registry.get(model_id).status == "retired"
     assert cli.main(["registry", "retire", "nope", "--by", "carol", "--why", "old"]) == 2
     assert "no model with id 'nope'" in capsys.readouterr().err
+
+
+def test_find_reusable_matches_data_parameters_seed_and_code(registry, artifact) -> None:
+    identity = {"kind": "synthesizer", "name": "ctgan-s01", "training_data_sha256": DATA_SHA,
+                "parameters": {"epochs": 300, "pac": 10}, "seed": 7, "code_version": "v1"}
+    assert registry.find_reusable(**identity) is None
+    model_id = register(registry, artifact, code_version="v1")
+    assert registry.find_reusable(**identity).id == model_id
+    assert registry.find_reusable(**{**identity, "parameters": {"pac": 10, "epochs": 300}}).id == model_id
+    for change in ({"parameters": {"epochs": 301, "pac": 10}}, {"seed": 8}, {"code_version": "v2"},
+                   {"training_data_sha256": hashlib.sha256(b"other data").hexdigest()}, {"name": "ctgan-s02"}):
+        assert registry.find_reusable(**{**identity, **change}) is None, change
+
+
+def test_find_reusable_prefers_approved_skips_broken_artifacts_and_refuses_retired(registry, tmp_path) -> None:
+    identity = {"kind": "synthesizer", "name": "ctgan-s01", "training_data_sha256": DATA_SHA,
+                "parameters": {"epochs": 300, "pac": 10}, "seed": 7, "code_version": "v1"}
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    paths = [tmp_path / f"m{i}.pt" for i in range(3)]
+    for i, path in enumerate(paths):
+        path.write_bytes(b"weights %d" % i)
+    approved, draft, newest = (register(registry, p, code_version="v1", trained_at=start + timedelta(days=i))
+                               for i, p in enumerate(paths))
+    registry.approve(approved, by="bob", why="ok")
+    assert registry.find_reusable(**identity).id == approved
+    registry.retire(approved, by="bob", why="bias found")
+    assert registry.find_reusable(**identity).id == newest
+    paths[2].unlink()  # a match whose artifact is gone is not reused
+    assert registry.find_reusable(**identity).id == draft
+    registry.retire(draft, by="carol", why="leaks rare categories")
+    registry.retire(newest, by="carol", why="leaks rare categories")
+    with pytest.raises(RetiredModelError, match=f"model {newest} .*retired by carol \\(leaks rare categories\\)"):
+        registry.find_reusable(**identity)

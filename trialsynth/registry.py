@@ -1,7 +1,7 @@
 """Model registry: every trained synthesizer and imputer, its provenance and its approval status.
 
 SQLAlchemy Core on any SQLAlchemy URL (SQLite file in the lake by default, Postgres in the
-scale-out stack; only portable types are used). Two tables:
+scale-out stack; only portable types are used). Two tables for models:
 
 - ``models``: one row per trained model (who, when, training data sha256 and version, code
   version, parameters, seed, metrics, artifact path and sha256, status).
@@ -9,6 +9,13 @@ scale-out stack; only portable types are used). Two tables:
   columns are ``from_status``, ``to_status``, ``changed_by``, ``why``, ``changed_at`` rather than
   ``from``/``to``/``by``/``at``, which are reserved words in SQL and would need quoting in every
   hand-written query.
+
+A third table, ``privacy_spend``, records the (epsilon, delta) each differentially private model
+spent on its study's data version (training data sha256) and its mechanism; registering a DP model
+whose spend would take the data version past its cap is refused (:class:`PrivacyBudgetError`, naming
+the spent and the remaining budget). A model trained on the same data with the same parameters, seed
+and code is found with :meth:`ModelRegistry.find_reusable` instead of being trained (and spending)
+again.
 
 Status moves only forward: ``draft -> approved -> retired`` or ``draft -> retired``. Only approved
 models are handed to the generate step (:meth:`ModelRegistry.resolve_for_generation`) unless the
@@ -35,6 +42,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -43,6 +51,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    func,
     select,
     update,
 )
@@ -100,6 +109,21 @@ status_changes_table = Table(
 )
 
 
+privacy_spend_table = Table(
+    "privacy_spend",
+    metadata,
+    Column("model_id", String(32), ForeignKey("models.id"), primary_key=True),
+    Column("study", String(200), nullable=False),
+    Column("training_data_sha256", String(64), nullable=False),
+    Column("mechanism", String(64), nullable=False),
+    Column("epsilon", Float, nullable=False),
+    Column("delta", Float, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_privacy_spend_scope", "study", "training_data_sha256"),
+)
+"""The differential-privacy budget each DP model spent on one study data version (its training data)."""
+
+
 class RegistryError(ValueError):
     """A registry request that cannot be honoured (bad input, unknown model, bad transition)."""
 
@@ -118,6 +142,38 @@ class ArtifactIntegrityError(RegistryError):
 
 class UnapprovedModelError(PermissionError):
     """The model is not approved and the caller did not opt out with ``allow_unapproved=True``."""
+
+
+class RetiredModelError(RegistryError):
+    """Training again would only reproduce a model that a reviewer retired."""
+
+
+class PrivacyBudgetError(RegistryError):
+    """Training would spend more privacy budget on a study data version than its cap allows."""
+
+
+@dataclass(frozen=True)
+class PrivacySpend:
+    """The (epsilon, delta) a DP model spent on ``study``'s data version (its training data sha256).
+
+    Spends on one data version add up (basic composition) and must stay within the study's cap
+    (``cap_epsilon``, ``cap_delta``, from its config; not stored, checked at registration).
+    """
+
+    study: str
+    mechanism: str
+    epsilon: float
+    delta: float
+    cap_epsilon: float | None = None
+    cap_delta: float | None = None
+
+    def __post_init__(self) -> None:
+        _require_text("study", self.study)
+        _require_text("mechanism", self.mechanism)
+        for name in ("epsilon", "delta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise RegistryError(f"privacy {name} must be a positive finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -233,8 +289,13 @@ class ModelRegistry:
         code_version: str | None = None,
         trained_at: datetime | None = None,
         expected_artifact_sha256: str | None = None,
+        privacy: PrivacySpend | None = None,
     ) -> str:
         """Record a trained model as ``draft``; returns its id (32 hex characters).
+
+        ``privacy`` records the differential-privacy budget a DP model spent on its training data;
+        PrivacyBudgetError (nothing recorded) when it would exceed the spend's cap (see
+        :meth:`check_privacy_budget`). None: the model has no privacy guarantee.
 
         The artifact (file or directory) must exist; its absolute path is stored and its sha256 is
         computed now (and must equal ``expected_artifact_sha256`` when that is given).
@@ -275,6 +336,8 @@ class ModelRegistry:
             "status": "draft",
         }
         with self.engine.begin() as conn:
+            if privacy is not None:  # the cap is checked again inside the transaction that spends
+                self._check_budget(conn, privacy, training_data_sha256)
             conn.execute(models_table.insert().values(**row))
             conn.execute(
                 status_changes_table.insert().values(
@@ -286,6 +349,12 @@ class ModelRegistry:
                     changed_at=_now(),
                 )
             )
+            if privacy is not None:
+                conn.execute(privacy_spend_table.insert().values(
+                    model_id=model_id, study=privacy.study, training_data_sha256=training_data_sha256,
+                    mechanism=privacy.mechanism, epsilon=float(privacy.epsilon), delta=float(privacy.delta),
+                    recorded_at=_now(),
+                ))
         log.info("registered %s %s as %s (draft)", kind, name, model_id)
         return model_id
 
@@ -384,6 +453,102 @@ class ModelRegistry:
             )
             for r in rows
         ]
+
+    def privacy_spent(self, study: str, training_data_sha256: str) -> tuple[float, float, int]:
+        """(epsilon, delta, number of models) spent so far on a study data version."""
+        with self.engine.connect() as conn:
+            return self._spent(conn, study, training_data_sha256)
+
+    @staticmethod
+    def _spent(conn: Any, study: str, training_data_sha256: str) -> tuple[float, float, int]:
+        t = privacy_spend_table
+        row = conn.execute(
+            select(func.coalesce(func.sum(t.c.epsilon), 0.0), func.coalesce(func.sum(t.c.delta), 0.0), func.count())
+            .where(t.c.study == study, t.c.training_data_sha256 == training_data_sha256)
+        ).one()
+        return float(row[0]), float(row[1]), int(row[2])
+
+    def privacy_of(self, model_id: str) -> PrivacySpend | None:
+        """The budget the model spent, or None for a model without a privacy guarantee."""
+        self.get(model_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(privacy_spend_table).where(privacy_spend_table.c.model_id == model_id)).first()
+        if row is None:
+            return None
+        return PrivacySpend(study=row.study, mechanism=row.mechanism, epsilon=row.epsilon, delta=row.delta)
+
+    def check_privacy_budget(self, spend: PrivacySpend, training_data_sha256: str) -> tuple[float, float]:
+        """The (epsilon, delta) left on the data version after ``spend``; PrivacyBudgetError, naming
+        what was spent and what remains, when the spend would exceed its cap. Call it before training
+        (:meth:`register` checks again)."""
+        with self.engine.connect() as conn:
+            return self._check_budget(conn, spend, training_data_sha256)
+
+    @staticmethod
+    def _check_budget(conn: Any, spend: PrivacySpend, training_data_sha256: str) -> tuple[float, float]:
+        cap_epsilon = spend.epsilon if spend.cap_epsilon is None else spend.cap_epsilon
+        cap_delta = spend.delta if spend.cap_delta is None else spend.cap_delta
+        epsilon, delta, models = ModelRegistry._spent(conn, spend.study, training_data_sha256)
+        left = (cap_epsilon - epsilon - spend.epsilon, cap_delta - delta - spend.delta)
+        if min(left) < -1e-12:
+            raise PrivacyBudgetError(
+                f"training {spend.mechanism} at epsilon={spend.epsilon:g}, delta={spend.delta:g} on {spend.study} "
+                f"(data version {training_data_sha256[:12]}) would exceed the study's privacy cap "
+                f"(epsilon={cap_epsilon:g}, delta={cap_delta:g}): spent epsilon={epsilon:g}, delta={delta:g} by "
+                f"{models} model(s); remaining epsilon={max(cap_epsilon - epsilon, 0):g}, "
+                f"delta={max(cap_delta - delta, 0):g}. Reuse a trained model, lower the budget, or raise "
+                "synthesis.privacy.cap in the study config"
+            )
+        return max(left[0], 0.0), max(left[1], 0.0)
+
+    def find_reusable(
+        self,
+        *,
+        kind: Kind,
+        name: str,
+        training_data_sha256: str,
+        parameters: dict[str, Any],
+        seed: int | None,
+        code_version: str | None,
+    ) -> ModelRecord | None:
+        """The registered model that training again would only duplicate, or None.
+
+        A match has the same kind, name, training data sha256, parameters (compared as JSON), seed
+        and code version, and an intact artifact (a match whose artifact is gone or changed is
+        skipped with a warning). The latest approved match wins, else the latest draft. When every
+        match is retired, RetiredModelError says who retired it and why: retraining would give the
+        rejected model again, so the data, parameters or seed must change first.
+        """
+        wanted = json.dumps(_require_json("parameters", parameters), sort_keys=True)
+        query = select(models_table).where(
+            models_table.c.kind == kind,
+            models_table.c.name == name,
+            models_table.c.training_data_sha256 == training_data_sha256,
+        ).order_by(models_table.c.trained_at, models_table.c.id)
+        with self.engine.connect() as conn:
+            found = [self._record(row) for row in conn.execute(query)]
+        same = [
+            r for r in found
+            if (r.seed, r.code_version) == (seed, code_version)
+            and json.dumps(r.parameters, sort_keys=True) == wanted
+        ]
+        for status in ("approved", "draft"):
+            for record in reversed([r for r in same if r.status == status]):
+                try:
+                    self.verify_artifact(record.id)
+                except (FileNotFoundError, ArtifactIntegrityError) as exc:
+                    log.warning("not reusing model %s: %s", record.id, exc)
+                    continue
+                return record
+        retired = [r for r in same if r.status == "retired"]
+        if retired:
+            change = self.history(retired[-1].id)[-1]
+            raise RetiredModelError(
+                f"model {retired[-1].id} ({name}) was trained on this data with these parameters, seed and "
+                f"code and was retired by {change.changed_by} ({change.why}); training again would reproduce "
+                "it: change the synthesis parameters or seed in the study config"
+            )
+        return None
 
     def verify_artifact(self, model_id: str) -> Path:
         """The model's artifact path after checking its sha256 against the registered one.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,15 +29,21 @@ class WarehouseSettings(BaseModel):
     clickhouse_port: int = 8123
     clickhouse_user: str = "default"
     clickhouse_database: str = "trialsynth"
+    clickhouse_password_env: str = "TRIALSYNTH_CLICKHOUSE_PASSWORD"  # name of the env var holding the password
+    clickhouse_secure: bool = False  # HTTPS (e.g. port 8443) instead of plain HTTP
 
 
 class LineageSettings(BaseModel):
-    """Where the hash-chained lineage log lives."""
+    """Where the signed, hash-chained lineage manifests live (see trialsynth/lineage/)."""
 
     store: Literal["local", "s3"] = "local"
-    s3_bucket: str = "trialsynth-lineage"
-    s3_endpoint_url: str | None = None
-    s3_retention_days: int = 3650
+    s3_bucket: str = "trialsynth-lineage"  # must have been created with Object Lock enabled
+    s3_endpoint_url: str | None = None  # credentials: the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    s3_retention_days: int = Field(default=3650, gt=0)  # COMPLIANCE retention of every lineage object
+    # Ed25519 key file (0600, created on first use); empty = <data dir's parent>/.trialsynth-keys/
+    signing_key_path: Path | None = None
+    # Key ids ("ed25519-<16 hex>") verification trusts besides the local signing key's own.
+    trusted_key_ids: list[str] = []
 
 
 class PostgresSettings(BaseModel):
@@ -48,6 +54,57 @@ class PostgresSettings(BaseModel):
     user: str = "trialsynth"
     password_env: str = "TRIALSYNTH_PG_PASSWORD"
     db: str = "dagster"
+
+
+class SecuritySettings(BaseModel):
+    """Envelope encryption keys (see docs/security.md and trialsynth/security/)."""
+
+    kms: Literal["local", "aws", "vault"] = "local"
+    # Local keyring (0600, created on first use); empty = <data dir's parent>/.trialsynth-keys/keyring.json
+    keyring_path: Path | None = None
+    # Tenants whose keys must exist and open their canary before anything starts (check_keys).
+    tenants: list[str] = []
+    segment_size: int = Field(default=1 << 20, ge=4096, le=1 << 30)  # plaintext bytes per AEAD segment
+    aws_region: str | None = None  # None: boto3's default chain (AWS_REGION / profile)
+    aws_endpoint_url: str | None = None
+    aws_key_alias_prefix: str = "alias/trialsynth/"  # one KMS key per tenant version: <prefix><tenant>/v<N>
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_token_env: str = "VAULT_TOKEN"  # name of the env var holding the Vault token, never the token
+    vault_transit_mount: str = "transit"
+    vault_key_prefix: str = "trialsynth-"  # transit key <prefix><tenant>; its versions are the KEK versions
+
+
+class ApiSettings(BaseModel):
+    """The product API (``trialsynth api``, trialsynth/api/): tokens, limits, its store, the Dagster it submits to."""
+
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"  # HS256 only for the embedded default; RS256 needs jwks_path
+    jwt_secret_env: str = "TRIALSYNTH_API_JWT_SECRET"  # NAME of the env var with the HS256 secret (unset: a 0600 key file)
+    jwks_path: Path | None = None  # RS256: JWKS file with the token issuer's public keys
+    audience: str = "trialsynth-api"
+    issuer: str = "trialsynth"
+    cors_origins: list[str] = []  # allow-list; empty = CORS closed; "*" is refused
+    rate_per_s: float = Field(default=50.0, gt=0)  # requests per second per tenant (token bucket) ...
+    rate_burst: int = Field(default=100, ge=1)  # ... with this burst
+    quota_per_day: int = Field(default=500, ge=1)  # jobs and uploads per tenant per UTC day
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)  # JSON bodies
+    max_upload_bytes: int = Field(default=256 << 20, ge=1024)  # one EDC drop upload
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    dagster_url: str = "http://127.0.0.1:3000/graphql"  # GraphQL endpoint of the deployment's Dagster webserver
+    dagster_timeout_s: float = Field(default=5.0, gt=0)
+    store_url: str = ""  # SQLAlchemy URL of the API store (jobs, idempotency keys); empty = SQLite under the lake
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, origins: list[str]) -> list[str]:
+        if any("*" in o for o in origins):
+            raise ValueError("api.cors_origins: '*' is refused; list the allowed origins one by one")
+        return origins
+
+    @model_validator(mode="after")
+    def _rs256_needs_jwks(self) -> ApiSettings:
+        if self.jwt_algorithm == "RS256" and self.jwks_path is None:
+            raise ValueError("api.jwks_path is required with api.jwt_algorithm RS256")
+        return self
 
 
 class Settings(BaseSettings):
@@ -66,6 +123,9 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     lineage: LineageSettings = LineageSettings()
+    security: SecuritySettings = SecuritySettings()
+    api: ApiSettings = ApiSettings()
+    runs_per_tenant: int = Field(default=2, ge=1)  # Dagster run queue: runs of one tenant at once (one per study)
 
     @classmethod
     def settings_customise_sources(

@@ -9,12 +9,20 @@
       repeats: 3
       params: {gain: {iterations: 3000}}                 # per-imputer parameters
     synthesis:
-      synthesizer: ctgan       # ctgan | copula
+      synthesizer: ctgan       # ctgan | copula (no guarantee) | dp_copula | mst (differentially private)
       params: {epochs: 150}
       n: 500                   # rows of the synthetic cohort
       conditions: {}           # e.g. {ARM: Placebo}
       allow_unapproved: false  # true lets a draft model generate (recorded in lineage)
       holdout: 0.2             # share of real subjects kept out of training for the evidence pack
+      privacy:                 # omit (or null) for no guarantee, labelled "none"; needs dp_copula or mst
+        epsilon: 1.0           # (epsilon, delta)-DP spent by one training, replace-one-subject neighbours
+        delta: 1.0e-6
+        cap: {epsilon: 3.0, delta: 1.0e-5}   # cumulative per study data version (default: one training)
+        estimate_domain: false # true: columns without public bounds/categories get a DP estimate
+      columns:                 # public domain (protocol, CDISC CT): never the raw min/max or category set
+        AGE: {kind: integer, min_value: 18, max_value: 90}
+        SEX: {kind: categorical, categories: [F, M]}
     evidence:
       target: ARM              # utility: train-on-synthetic / test-on-real target
       thresholds: {detection_auc: {warn: 0.75, fail: 0.9}}
@@ -31,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trialsynth.names import validate_name
 
@@ -48,13 +56,69 @@ class ImputationConfig(_Strict):
     params: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"gain": {"iterations": 3000}})
 
 
+DP_SYNTHESIZERS = ("dp_copula", "mst")
+"""Synthesizers with a differential-privacy guarantee (they need ``synthesis.privacy``)."""
+
+
+class PrivacyBudget(_Strict):
+    """An (epsilon, delta) differential-privacy budget."""
+
+    epsilon: float = Field(gt=0, le=100)
+    delta: float = Field(1e-6, gt=0, le=1e-3)
+
+    def label(self) -> str:
+        return f"(epsilon={self.epsilon:g}, delta={self.delta:g})-DP"
+
+
+class PrivacyConfig(PrivacyBudget):
+    """The budget one training spends, the study's cap, and where the column domain may come from."""
+
+    cap: PrivacyBudget | None = None  # cumulative per study data version; None: this budget (one model)
+    estimate_domain: bool = False  # columns without public bounds/categories get a DP estimate
+
+    @property
+    def cap_budget(self) -> PrivacyBudget:
+        return self.cap or PrivacyBudget(epsilon=self.epsilon, delta=self.delta)
+
+
+class ColumnDomainConfig(_Strict):
+    """Public domain of one synthesized column (protocol, controlled terminology), never read off the data."""
+
+    kind: Literal["continuous", "integer", "categorical", "ordinal"] | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    categories: list[Any] | None = None
+    decimals: int | None = Field(None, ge=0, le=15)
+
+
 class SynthesisConfig(_Strict):
-    synthesizer: Literal["ctgan", "copula"] = "ctgan"
+    synthesizer: Literal["ctgan", "copula", "dp_copula", "mst"] = "ctgan"
     params: dict[str, Any] = Field(default_factory=dict)
     n: int = Field(500, gt=0)
     conditions: dict[str, Any] = Field(default_factory=dict)
     allow_unapproved: bool = False
     holdout: float = Field(0.2, gt=0, lt=0.9)
+    privacy: PrivacyConfig | None = None  # None: no privacy guarantee ("none")
+    columns: dict[str, ColumnDomainConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _privacy_matches_synthesizer(self) -> SynthesisConfig:
+        if self.privacy is not None and self.synthesizer not in DP_SYNTHESIZERS:
+            raise ValueError(f"privacy: {self.synthesizer} gives no differential-privacy guarantee; "
+                             f"use synthesizer {' or '.join(DP_SYNTHESIZERS)}, or drop privacy")
+        if self.privacy is None and self.synthesizer in DP_SYNTHESIZERS:
+            raise ValueError(f"synthesizer: {self.synthesizer} needs privacy: {{epsilon: ..., delta: ...}}")
+        if self.privacy is not None:
+            cap = self.privacy.cap_budget
+            if cap.epsilon < self.privacy.epsilon or cap.delta < self.privacy.delta:
+                raise ValueError(f"privacy.cap {cap.label()} is below the budget of one training "
+                                 f"{self.privacy.label()}")
+        return self
+
+    @property
+    def privacy_label(self) -> str:
+        """The guarantee in words: "(epsilon=1, delta=1e-06)-DP" or "none"."""
+        return "none" if self.privacy is None else self.privacy.label()
 
 
 class EvidenceConfig(_Strict):

@@ -4,12 +4,16 @@ Distances are Euclidean in the space of :func:`models.evidence.encoding.distance
 the training frame (standardized numeric columns + missing indicators + one-hot categories). The
 real holdout (records the synthesizer never saw) is the yardstick: a synthesizer that generalizes
 puts its rows as far from the training records as the holdout's rows are.
+
+These metrics are evidence, not a guarantee; :func:`guarantee_section` states the formal
+differential-privacy guarantee of the synthesizer (or "none").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,3 +175,41 @@ def privacy_metrics(
         dcr_train_to_synthetic=nearest_distances(z_synth, z_train)[:, 0],
         dcr_holdout_to_synthetic=nearest_distances(z_synth, z_hold)[:, 0],
     )
+
+
+NO_GUARANTEE = (
+    "none: the synthesizer has no differential-privacy guarantee; the distance and membership-inference "
+    "metrics of this pack are evidence about this cohort, not a guarantee"
+)
+GUARANTEE_SCOPE = (
+    "covers the model artifact and every cohort sampled from it (post-processing); this pack itself is "
+    "computed on the real training and holdout rows and is not differentially private: share the cohort, "
+    "not the pack"
+)
+
+
+def guarantee_section(privacy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The evidence pack's statement of the formal privacy guarantee, JSON-ready.
+
+    ``privacy`` is a DP synthesizer's ``privacy_`` (mechanism, epsilon, delta, rho, neighbours,
+    measurements; see :class:`models.synth.dp.ZCDPAccountant`) or None for a synthesizer without a
+    guarantee, which is stated as "none".
+    """
+    if privacy is None:
+        return {"guarantee": "none", "statement": NO_GUARANTEE}
+    epsilon, delta = privacy["budget"]["epsilon"], privacy["budget"]["delta"]
+    return {
+        "guarantee": f"(epsilon={epsilon:g}, delta={delta:g})-differential privacy",
+        "mechanism": privacy["mechanism"],
+        "epsilon": epsilon,
+        "delta": delta,
+        "epsilon_spent": privacy["epsilon"],
+        "rho": privacy["rho"],
+        "neighbours": privacy["neighbours"],
+        "statement": GUARANTEE_SCOPE,
+        "budget_split": [
+            {"measurement": m["label"], "mechanism": m["mechanism"], "sensitivity": m["sensitivity"],
+             "noise_scale": m["scale"], "rho": m["rho"]}
+            for m in privacy["measurements"]
+        ],
+    }

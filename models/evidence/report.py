@@ -171,6 +171,19 @@ def _metric_table(pack: EvidencePack) -> str:
     return _table(["metric", "variable", "value", "threshold", "level"], rows, list(frame["level"]))
 
 
+def _guarantee_html(guarantee: dict | None) -> str:
+    """The privacy guarantee section: the guarantee (or "none"), what it covers, the budget split."""
+    if not guarantee:
+        return "<p>Not recorded (pack written before guarantees were stated).</p>"
+    rows = [[_cell(k), _cell(guarantee[k])] for k in ("guarantee", "mechanism", "epsilon_spent", "rho", "neighbours")
+            if k in guarantee]
+    split = guarantee.get("budget_split") or []
+    split_table = _table(["measurement", "mechanism", "sensitivity", "noise scale", "rho"],
+                         [[_cell(m["measurement"]), _cell(m["mechanism"]), _cell(m["sensitivity"]),
+                           _cell(m["noise_scale"]), _cell(m["rho"])] for m in split]) if split else ""
+    return f"{_table(['field', 'value'], rows)}<p>{html.escape(guarantee['statement'])}</p>{split_table}"
+
+
 def render_html(pack: EvidencePack) -> str:
     """The report as one HTML string: context, metric table, overlays, heatmaps, DCR, projection."""
     data = pack.plot_data
@@ -203,6 +216,7 @@ def render_html(pack: EvidencePack) -> str:
 <body>
 <h1>{title} <span class="badge {level}">{level}</span></h1>
 <h2>Context</h2>{_table(["field", "value"], context_rows)}
+<h2>Privacy guarantee</h2>{_guarantee_html(pack.details.get("privacy_guarantee"))}
 <h2>Metrics</h2>{_metric_table(pack)}
 <h2>Supporting numbers</h2>{_table(["quantity", "value"], details_rows)}
 <h2>Distributions: {" vs ".join(series_labels)}</h2><div class="figures">{overlays}</div>

@@ -1,7 +1,7 @@
 """Exact k-nearest-neighbour imputation with scikit-learn's semantics, fast, plus donor mode.
 
-``FastKNNImputer`` returns what ``sklearn.impute.KNNImputer`` (same ``n_neighbors``, ``weights``,
-``missing_values=np.nan``) returns on the same data, but is built for 10^4-10^5 rows:
+``FastKNNImputer`` imputes as ``sklearn.impute.KNNImputer`` (same ``n_neighbors``, ``weights``,
+``missing_values=np.nan``) does, but is built for 10^4-10^5 rows:
 
 * distance: scikit-learn's nan-Euclidean, ``sqrt(n_features / n_common * sum over commonly
   observed coordinates of (x - y)^2)``, NaN when two rows share no observed coordinate;
@@ -14,25 +14,42 @@
   (``empty_features="drop"``) or set to 0 (``"zero"``, its ``keep_empty_features=True``); the
   default here is ``"raise"``: a ValueError naming them.
 
+**Ties** (the one documented difference from scikit-learn). When several potential donors are at
+the same distance as the k-th nearest one, only some of them can be donors. Here the donors are the
+first ``n_neighbors`` potential donors in the order (distance, fit-row index): among tied donors the
+lower fit-row index wins, on every machine. scikit-learn takes whichever tied donors
+``np.argpartition`` (introselect, or x86-simd-sort on AVX-512 CPUs) happens to leave in front; that
+order depends on every other distance of the row and, on non-integer data, on the rounding noise of
+its ``|x|^2 + |y|^2 - 2 x.y`` BLAS expansion, which changes with the BLAS thread count and with
+which rows are computed together (on the zero-inflated benchmark table, 221 of 18.4 million
+distances differ between 1 and 2 OpenBLAS threads). Reproducing it would mean recomputing
+scikit-learn's full distance matrix with its chunking, i.e. paying its cost. So the two agree in every cell
+whose k-th and (k+1)-th nearest potential donors are at different distances, and may differ only
+where the k-th place is tied *and* the tied donors hold different values in column j
+(benchmarks/results/knn.md counts such cells on a zero-inflated table).
+
 Why it is fast without an n x n matrix (scikit-learn ranks every potential donor for every
 missing cell with ``np.argpartition``): query rows go through in blocks, spread over threads.
 For a block, two float32 matrix products against the whole fit set give for every pair a
 *guaranteed lower bound* of the squared distance (the float32 rounding error is bounded a priori
 and subtracted inside the product); the few dozen smallest bounds per row are kept (chunk minima,
 then ``torch.topk``). Exact float64 distances are computed for these candidates only, and each
-missing cell takes the ``n_neighbors`` closest candidates that observe its column. That is provably
-scikit-learn's answer when the k-th donor is strictly closer than the (k+1)-th and than the bound
-of every non-candidate; any other cell (a tie at the k-th place, too few candidates observing the
-column) is redone as scikit-learn does it, ranking all its potential donors with
-``np.argpartition``, so ties resolve as in scikit-learn. Memory is O(block_size x n_fit_rows).
+missing cell takes the ``n_neighbors`` first candidates in (distance, index) order that observe its
+column. That is provably the answer when the k-th donor is strictly closer than the bound of every
+non-candidate. For the other cells (a crowd of tied or near-tied donors larger than the candidate
+list, as on zero-inflated data, or too few candidates observing the column) the search widens, for
+that row only, to every fit row whose bound does not exceed the k-th candidate's distance (every
+fit row when the column had too few candidates), and decides again. Memory is
+O(block_size x n_fit_rows).
 
-Exact distances are summed coordinate by coordinate instead of scikit-learn's
-``|x|^2 + |y|^2 - 2 x.y`` expansion, which loses digits when a distance is small against the
-norms (pairs sharing one or two coordinates, duplicate rows: it returns e.g. 1.1149070e-4 for an
-exact 1.1149073e-4, or 1e-8 for an exact 0). Outputs agree to 1e-9 except where such rounding
-changes scikit-learn's result (donor order between near-equal distances, or the 1/distance
-weights of tiny distances); on integer-valued data both are exact and agree bit for bit, ties
-included. Computation is in float64 whatever the input dtype.
+Exact distances are summed coordinate by coordinate instead of scikit-learn's expansion, which
+loses digits when a distance is small against the norms (pairs sharing one or two coordinates,
+duplicate rows: it returns e.g. 1.1149070e-4 for an exact 1.1149073e-4, or 1e-8 for an exact 0).
+Apart from ties, outputs agree to 1e-9 except where such rounding changes scikit-learn's result
+(donor order between near-equal distances, or the 1/distance weights of tiny distances); on
+integer-valued data both are exact and agree bit for bit in every cell without a tie at the k-th
+place. Computation is in float64 whatever the input dtype; summation order is fixed, so results do
+not depend on the machine, the thread count or the block size.
 """
 
 from __future__ import annotations
@@ -72,6 +89,10 @@ class _Donors:
     cols: np.ndarray  # (m,) column
     index: np.ndarray  # (m, k) fit-row index of each donor, -1 for an empty slot
     distance: np.ndarray  # (m, k) nan-Euclidean distance, NaN for an empty slot
+
+    @classmethod
+    def empty(cls, k: int) -> _Donors:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, k), np.int64), np.empty((0, k)))
 
 
 def _sq_dist(q: np.ndarray, y_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +152,8 @@ def _single_threaded_libraries() -> Iterator[None]:
 
 
 class FastKNNImputer(BaseEstimator):
-    """k-NN imputation equal to ``sklearn.impute.KNNImputer``, blocked and exact (see module doc).
+    """k-NN imputation as ``sklearn.impute.KNNImputer``, blocked and exact; ties at the k-th donor go to
+    the lower fit-row index (see the module doc: the one difference from scikit-learn).
 
     A scikit-learn estimator (``get_params``/``set_params``/``clone`` work).
 
@@ -163,8 +185,9 @@ class FastKNNImputer(BaseEstimator):
     feature_names_in_ : list of str, only when fitted on a DataFrame
     statistics_ : ndarray (n_features,)
         Observed mean of each fit column (NaN for empty columns), the fallback value.
-    n_full_ranked_ : int
-        Cells of the last ``transform`` that needed ranking over all potential donors.
+    n_widened_ : int
+        Cells of the last ``transform`` whose donors needed the wider search (module doc): a crowd
+        of tied or near-tied donors at the k-th place, or too few candidates observing the column.
     """
 
     def __init__(
@@ -295,87 +318,85 @@ class FastKNNImputer(BaseEstimator):
         done = [0]
         t0 = time.perf_counter()
 
-        def run_block(start: int) -> tuple[_Donors, np.ndarray, np.ndarray]:
-            local = np.arange(start, min(start + block, rows_needed.size))
-            rows = rows_needed[local]
-            cand, bound = search.candidates(local, n_cand)
+        def decide(rows: np.ndarray, cand: np.ndarray, bound: np.ndarray, r_loc: np.ndarray, c: np.ndarray
+                   ) -> tuple[_Donors, np.ndarray, np.ndarray]:
+            """Donors of cells (rows[r_loc], c) among candidate fit rows ``cand`` (padded with n_fit)."""
             padded = cand >= n_fit
-            cand[padded] = 0
+            cand = np.where(padded, 0, cand)
             d2, n_common = _sq_dist(query[rows], fit_t[:, cand])
             n_common[padded] = 0
             dist = _nan_euclidean(d2, n_common, self.n_features_in_)
             with np.errstate(invalid="ignore", divide="ignore"):
                 sq_scaled = d2 / n_common / search.scale**2
+            return _select(cand, dist, sq_scaled, bound, r_loc, c, self.fit_mask_, self.n_neighbors)
+
+        def run_block(start: int) -> tuple[_Donors, int]:
+            local = np.arange(start, min(start + block, rows_needed.size))
+            rows = rows_needed[local]
             r_loc, c = np.nonzero(cells[rows])
-            part, ok = _select(cand, dist, sq_scaled, bound, r_loc, c, self.fit_mask_, self.n_neighbors)
+            part, ok, kth_sq = decide(rows, *search.candidates(local, n_cand), r_loc, c)
+            parts = [_Donors(rows[r_loc[ok]], c[ok], part.index[ok], part.distance[ok])]
+            if not ok.all():  # widen, per row, to every fit row whose bound is within the threshold
+                redo_rows, r_redo = np.unique(r_loc[~ok], return_inverse=True)
+                threshold = np.full(redo_rows.size, -np.inf)
+                np.maximum.at(threshold, r_redo, kth_sq[~ok])
+                for group, cand, bound in search.within(redo_rows, threshold * (1 + 2 * _SLACK),
+                                                        self.n_neighbors + 1):
+                    in_group = np.isin(r_redo, group)
+                    r_sub = np.searchsorted(group, r_redo[in_group])
+                    wide, ok_wide, _ = decide(rows[redo_rows[group]], cand, bound, r_sub, c[~ok][in_group])
+                    if not ok_wide.all():
+                        raise RuntimeError("FastKNNImputer: widened search left cells undecided (a bug)")
+                    parts.append(_Donors(rows[redo_rows[group]][r_sub], c[~ok][in_group], wide.index,
+                                         wide.distance))
             done[0] += 1
             if self.verbose and (done[0] % 20 == 0 or done[0] == len(starts)):
                 print(f"FastKNNImputer: {done[0]}/{len(starts)} blocks of {block} rows, "
                       f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            return (_Donors(rows[r_loc[ok]], c[ok], part.index[ok], part.distance[ok]),
-                    rows[r_loc[~ok]], c[~ok])
+            return _concat(parts), int((~ok).sum())
 
         with _single_threaded_libraries(), torch.no_grad(), ThreadPoolExecutor(n_workers) as pool:
             results = list(pool.map(run_block, starts))
-        redo = self._exact_donors(query, np.concatenate([r[1] for r in results] or [np.empty(0, int)]),
-                                  np.concatenate([r[2] for r in results] or [np.empty(0, int)]))
-        self.n_full_ranked_ = redo.rows.size
+        self.n_widened_ = sum(r[1] for r in results)
         if self.verbose:
-            print(f"FastKNNImputer: {redo.rows.size} cell(s) ranked over all donors "
-                  f"(ties or too few candidates)", file=sys.stderr)
-        parts = [r[0] for r in results] + [redo]
-        return _Donors(*(np.concatenate([getattr(p, f) for p in parts])
-                         for f in ("rows", "cols", "index", "distance")))
+            print(f"FastKNNImputer: {self.n_widened_} cell(s) needed the wider search", file=sys.stderr)
+        return _concat([_Donors.empty(self.n_neighbors), *(r[0] for r in results)])
 
-    def _exact_donors(self, query: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> _Donors:
-        """scikit-learn's own procedure for the given cells: rank all potential donors."""
-        k = self.n_neighbors
-        n_features = self.n_features_in_
-        index = np.full((rows.size, k), -1, dtype=np.int64)
-        distance = np.full((rows.size, k), np.nan)
-        for c in np.unique(cols):
-            sel = np.flatnonzero(cols == c)
-            pool = np.flatnonzero(~self.fit_mask_[:, c])
-            pool_t = np.ascontiguousarray(self.fit_X_[pool].T)[:, None, :]
-            kk = min(k, pool.size)
-            step = max(1, 2**22 // max(pool.size, 1))
-            for s in range(0, sel.size, step):
-                cells = sel[s:s + step]
-                dist = _nan_euclidean(*_sq_dist(query[rows[cells]], pool_t), n_features)
-                part = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
-                d = np.take_along_axis(dist, part, axis=1)
-                index[cells, :kk] = np.where(np.isnan(d), -1, pool[part])
-                distance[cells, :kk] = d
-        return _Donors(rows, cols, index, distance)
+
+def _concat(parts: list[_Donors]) -> _Donors:
+    return _Donors(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("rows", "cols", "index", "distance")))
 
 
 def _select(cand: np.ndarray, dist: np.ndarray, sq_scaled: np.ndarray, bound: np.ndarray,
-            r_loc: np.ndarray, c: np.ndarray, fit_mask: np.ndarray, k: int) -> tuple[_Donors, np.ndarray]:
-    """Choose each cell's k donors among its row's candidates; flag the cells proven exact.
+            r_loc: np.ndarray, c: np.ndarray, fit_mask: np.ndarray, k: int
+            ) -> tuple[_Donors, np.ndarray, np.ndarray]:
+    """Choose each cell's k donors among its row's candidates; flag the cells proven decided.
 
     cand, dist, sq_scaled: (b, n_cand) candidate fit rows, their exact distances and their exact
     d2/n_common in the search's scaled units; bound: (b,) lower bound of d2/n_common for every
-    non-candidate. r_loc, c: (m,) block row and column of each cell to impute.
+    non-candidate. r_loc, c: (m,) block row and column of each cell to impute. Donors are the first
+    k usable candidates in (distance, fit-row index) order. Returns the donors, ``ok`` (m,) and the
+    k-th donor's sq_scaled (m,), +inf where fewer than k candidates are usable (the threshold of the
+    wider search for the cells not ok).
     """
-    order = np.argsort(dist, axis=1, kind="stable")  # NaN last
+    by_index = np.argsort(cand, axis=1, kind="stable")
+    order = np.take_along_axis(by_index, np.argsort(np.take_along_axis(dist, by_index, axis=1), axis=1,
+                                                    kind="stable"), axis=1)  # NaN last
     cand = np.take_along_axis(cand, order, axis=1)
     dist = np.take_along_axis(dist, order, axis=1)
     sq_scaled = np.take_along_axis(sq_scaled, order, axis=1)
     usable = ~fit_mask[cand[r_loc], c[:, None]] & np.isfinite(dist[r_loc])  # (m, n_cand)
     n_usable = usable.sum(axis=1)
-    width = min(k + 1, cand.shape[1])  # n_cand >= k always
-    pos = np.argsort(~usable, axis=1, kind="stable")[:, :width]  # positions of the first usable candidates
+    pos = np.argsort(~usable, axis=1, kind="stable")[:, :k]  # positions of the first usable candidates
     filled = np.arange(k)[None, :] < np.minimum(n_usable, k)[:, None]
-    index = np.where(filled, cand[r_loc[:, None], pos[:, :k]], -1)
-    distance = np.where(filled, dist[r_loc[:, None], pos[:, :k]], np.nan)
-    kth_dist = dist[r_loc, pos[:, k - 1]]
-    kth_sq = sq_scaled[r_loc, pos[:, k - 1]]
-    nxt_dist = dist[r_loc, pos[:, k]] if width > k else np.full(r_loc.size, np.inf)
+    index = np.where(filled, cand[r_loc[:, None], pos], -1)
+    distance = np.where(filled, dist[r_loc[:, None], pos], np.nan)
+    kth_sq = np.where(n_usable >= k, sq_scaled[r_loc, pos[:, k - 1]], np.inf)
     row_bound = bound[r_loc]
     beyond = kth_sq < row_bound * (1 - _SLACK)  # every non-candidate is strictly farther
-    separated = (n_usable == k) | (nxt_dist > kth_dist)  # no tie at the k-th place
-    ok = ((n_usable >= k) & beyond & separated) | ((n_usable < k) & np.isinf(row_bound))
-    return _Donors(r_loc, c, index, distance), ok
+    ok = ((n_usable >= k) & beyond) | ((n_usable < k) & np.isinf(row_bound))
+    return _Donors(r_loc, c, index, distance), ok, kth_sq
 
 
 class _CandidateSearch:
@@ -472,6 +493,35 @@ class _CandidateSearch:
         if rest is not None:
             bound = torch.minimum(bound, rest)
         return cand.cpu().numpy(), bound.double().cpu().numpy()
+
+    def within(self, positions: np.ndarray, threshold: np.ndarray, min_width: int
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every fit row whose bound is <= ``threshold`` (+inf: every row sharing a coordinate), for
+        rows ``positions`` of the block last given to :meth:`candidates` in this thread.
+
+        Yields groups (positions indices (g,), cand (g, width) padded with n_fit, bound (g,)): the
+        bound is the smallest bound left out (+inf when none); groups keep cand under ~2M entries.
+        """
+        lower = self._local.bounds[torch.from_numpy(positions).to(self.device), :self.n_fit]
+        thr = torch.from_numpy(threshold).to(lower)[:, None]
+        inside = (lower <= thr) & torch.isfinite(lower)
+        left_out = lower.masked_fill(inside, math.inf).amin(dim=1).double().cpu().numpy()
+        counts = inside.sum(dim=1).cpu().numpy()
+        found = [np.flatnonzero(row) for row in inside.cpu().numpy()]
+        order = np.argsort(counts, kind="stable")
+        start = 0
+        while start < order.size:  # rows with similar counts together: little padding
+            width = max(min_width, int(counts[order[start]]))
+            stop = start + 1
+            while stop < order.size and (stop - start + 1) * max(width, counts[order[stop]]) <= 2**21:
+                width = max(width, int(counts[order[stop]]))
+                stop += 1
+            group = np.sort(order[start:stop])
+            cand = np.full((group.size, width), self.n_fit, dtype=np.int64)
+            for i, g in enumerate(group):
+                cand[i, :counts[g]] = found[g]
+            yield group, cand, left_out[group]
+            start = stop
 
 
 class DonorKNNImputer(FastKNNImputer):

@@ -14,7 +14,56 @@ _EPS = 1e-9  # keeps normal scores finite (|z| < 6)
 _RIDGE = 1e-6  # keeps the correlation matrix positive definite (duplicated or constant columns)
 
 
-class GaussianCopulaSynthesizer(BaseSynthesizer):
+class CopulaSampler:
+    """Normal scores from N(0, ``correlation_``), the conditioned columns' scores truncated to their
+    strata: the rarest stratum by inverse-CDF truncated normal, further strata by rejection given it,
+    the other scores from the conditional normal given them. Mixed into synthesizers (before
+    :class:`BaseSynthesizer`) that set ``correlation_`` and ``marginals_`` (per model column; for a
+    column that can be conditioned on, its cumulative frequencies of length n_codes + 1)."""
+
+    def _scores(self, n: int, conditions: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+        """Normal scores (n, n_model_columns) whose conditioned columns lie in their strata."""
+        d = len(self.marginals_)
+        scores = np.empty((n, d))
+        given = list(conditions)
+        rest = [j for j in range(d) if j not in conditions]
+        if given:
+            scores[:, given] = self._sample_strata(n, conditions, rng)
+        if rest:
+            mean, cov = _conditional(self.correlation_, given, rest)
+            noise = multivariate_normal(np.zeros(len(rest)), cov, allow_singular=True).rvs(
+                n, random_state=rng
+            )
+            scores[:, rest] = scores[:, given] @ mean.T + noise.reshape(n, len(rest))
+        return scores
+
+    def _sample_strata(self, n: int, conditions: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+        """Normal scores (n, len(conditions)) of the conditioned columns, from N(0, R) truncated to the
+        strata boxes, in the order of ``conditions``."""
+        given = list(conditions)
+        bounds = {j: norm.ppf(self.marginals_[j][[code, code + 1]]) for j, code in conditions.items()}
+        pivot = min(given, key=lambda j: np.diff(norm.cdf(bounds[j]))[0])
+        others = [j for j in given if j != pivot]
+        mean, cov = _conditional(self.correlation_, [pivot], others)
+        noise = multivariate_normal(np.zeros(len(others)), cov, allow_singular=True) if others else None
+        lo, hi = np.array([bounds[j] for j in others]).reshape(-1, 2).T
+
+        def generate(k: int) -> np.ndarray:
+            z = np.empty((k, len(given)))
+            z[:, 0] = truncnorm.rvs(*bounds[pivot], size=k, random_state=rng)
+            if others:
+                z[:, 1:] = z[:, :1] @ mean.T + noise.rvs(k, random_state=rng).reshape(k, len(others))
+            return z
+
+        def accept(z: np.ndarray) -> np.ndarray:
+            return np.all((z[:, 1:] >= lo) & (z[:, 1:] <= hi), axis=1)
+
+        z = self._rejection_sample(n, generate, accept, lambda: self._describe_conditions(conditions))
+        order = [pivot, *others]
+        return z[:, [order.index(j) for j in given]]
+
+
+class GaussianCopulaSynthesizer(CopulaSampler, BaseSynthesizer):
     """Gaussian copula over the model columns (schema columns plus missing indicators).
 
     Fit: each numeric column is mapped to normal scores through its empirical CDF
@@ -90,20 +139,8 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
         )
 
     def _sample(self, n: int, conditions: dict[int, int], rng: np.random.Generator) -> np.ndarray:
-        d = len(self.marginals_)
-        scores = np.empty((n, d))
-        given = list(conditions)
-        rest = [j for j in range(d) if j not in conditions]
-        if given:
-            scores[:, given] = self._sample_strata(n, conditions, rng)
-        if rest:
-            mean, cov = _conditional(self.correlation_, given, rest)
-            noise = multivariate_normal(np.zeros(len(rest)), cov, allow_singular=True).rvs(
-                n, random_state=rng
-            )
-            scores[:, rest] = scores[:, given] @ mean.T + noise.reshape(n, len(rest))
-        u = norm.cdf(scores)
-        out = np.empty((n, d))
+        u = norm.cdf(self._scores(n, conditions, rng))
+        out = np.empty((n, len(self.marginals_)))
         for j, (col, marginal) in enumerate(zip(self.encoder_.columns_, self.marginals_, strict=True)):
             if j in conditions:
                 out[:, j] = conditions[j]
@@ -112,31 +149,6 @@ class GaussianCopulaSynthesizer(BaseSynthesizer):
             else:
                 out[:, j] = np.interp(u[:, j], np.linspace(0, 1, len(marginal)), marginal)
         return out
-
-    def _sample_strata(self, n: int, conditions: dict[int, int], rng: np.random.Generator) -> np.ndarray:
-        """Normal scores (n, len(conditions)) of the conditioned columns, from N(0, R) truncated to the
-        strata boxes, in the order of ``conditions``."""
-        given = list(conditions)
-        bounds = {j: norm.ppf(self.marginals_[j][[code, code + 1]]) for j, code in conditions.items()}
-        pivot = min(given, key=lambda j: np.diff(norm.cdf(bounds[j]))[0])
-        others = [j for j in given if j != pivot]
-        mean, cov = _conditional(self.correlation_, [pivot], others)
-        noise = multivariate_normal(np.zeros(len(others)), cov, allow_singular=True) if others else None
-        lo, hi = np.array([bounds[j] for j in others]).reshape(-1, 2).T
-
-        def generate(k: int) -> np.ndarray:
-            z = np.empty((k, len(given)))
-            z[:, 0] = truncnorm.rvs(*bounds[pivot], size=k, random_state=rng)
-            if others:
-                z[:, 1:] = z[:, :1] @ mean.T + noise.rvs(k, random_state=rng).reshape(k, len(others))
-            return z
-
-        def accept(z: np.ndarray) -> np.ndarray:
-            return np.all((z[:, 1:] >= lo) & (z[:, 1:] <= hi), axis=1)
-
-        z = self._rejection_sample(n, generate, accept, lambda: self._describe_conditions(conditions))
-        order = [pivot, *others]
-        return z[:, [order.index(j) for j in given]]
 
 
 def _conditional(corr: np.ndarray, given: list[int], target: list[int]) -> tuple[np.ndarray, np.ndarray]:

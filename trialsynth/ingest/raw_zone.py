@@ -2,8 +2,11 @@
 
 Layout: ``<raw>/<tenant>/<study>/<drop_id>/v<N>/<file>`` plus ``v<N>/_manifest.json``. Landing the
 same bytes again is a no-op that returns the existing version; different bytes under the same drop id
-become ``v<N+1>``. Files are made read-only after the copy is verified, and a version directory
-appears only once complete (copied into a temp directory, then renamed).
+become ``v<N+1>``. Each file is hashed and copied in one pass from one descriptor opened without
+following links (see :mod:`trialsynth.ingest.landing`), made read-only, and a version directory
+appears only once complete (copied into a temp directory, then renamed). Entries of the drop that are
+refused (links, hard links, FIFOs, sub-directories ...) are never copied; the manifest lists them under
+``refused`` (and hidden files under ``ignored``), and a version with refusals is never ingested.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trialsynth.hashing import sha256_file
+from trialsynth.ingest.landing import RAW_MANIFEST as MANIFEST
 from trialsynth.ingest.landing import Drop
 
-MANIFEST = "_manifest.json"
+RAW_POINTER = "raw_pointer.json"  # in <lake>/<tenant>/<study>/: the raw version the bronze step reads
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,18 @@ class RawVersion:
     files: dict[str, str]  # file name -> sha256
     content_hash: str
     created: bool  # False when these bytes were already in the raw zone
+    refused: dict[str, str] = field(default_factory=dict)  # entry name -> why it was not copied
 
     def file_path(self, name: str) -> Path:
         return self.path / name
+
+    def refusal_message(self) -> str:
+        """One sentence naming every refused entry and why (empty when nothing was refused)."""
+        if not self.refused:
+            return ""
+        items = "; ".join(f"{name}: {why}" for name, why in sorted(self.refused.items()))
+        return (f"drop {self.drop.tenant}/{self.drop.study}/{self.drop.drop_id} refused as a whole, nothing of it "
+                f"is ingested: {items}")
 
 
 def _versions(drop_root: Path) -> list[tuple[int, Path]]:
@@ -43,48 +57,74 @@ def _versions(drop_root: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def known_tenants(raw_dir: Path) -> list[str]:
+    """Tenants that already have data in the raw zone (they keep their name when a new folder clashes)."""
+    return sorted(p.name for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if raw_dir.is_dir() else []
+
+
 def land_drop(drop: Drop, raw_dir: Path) -> RawVersion:
     """Copy ``drop`` into the raw zone unless identical bytes are already there."""
-    hashes = drop.file_hashes()
-    if not hashes:
-        raise ValueError(f"drop {drop.path} has no data files")
-    content_hash = drop.content_hash(hashes)
     drop_root = raw_dir / drop.tenant / drop.study / drop.drop_id
     drop_root.mkdir(parents=True, exist_ok=True)
-    versions = _versions(drop_root)
-    for number, path in versions:
-        manifest = json.loads((path / MANIFEST).read_text())
-        if manifest["content_hash"] == content_hash:
-            return RawVersion(drop, number, path, manifest["files"], content_hash, created=False)
-
-    number = versions[-1][0] + 1 if versions else 1
-    final = drop_root / f"v{number}"
-    tmp = drop_root / f".v{number}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = drop_root / f".incoming-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    for name, digest in hashes.items():
-        target = tmp / name
-        shutil.copyfile(drop.path / name, target)
-        if sha256_file(target) != digest:  # the uploader changed the file while we copied
-            shutil.rmtree(tmp)
-            raise ValueError(f"{drop.path / name} changed while being copied to the raw zone; re-deliver the drop")
-        os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    manifest = {
-        "tenant": drop.tenant,
-        "study": drop.study,
-        "drop_id": drop.drop_id,
-        "version": number,
-        "content_hash": content_hash,
-        "files": hashes,
-        "sizes": {n: (tmp / n).stat().st_size for n in hashes},
-        "landed_at": datetime.now(UTC).isoformat(),
-        "source": str(drop.path),
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    os.chmod(tmp / MANIFEST, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     try:
-        os.rename(tmp, final)  # atomic: the version appears complete or not at all
-    except OSError as exc:  # a concurrent run created the same version number first
+        contents = drop.read(copy_to=tmp)
+        if not contents.files and not contents.refused:
+            raise ValueError(f"drop {drop.path} has no data files")
+        content_hash = contents.content_hash
+        versions = _versions(drop_root)
+        for number, path in versions:
+            manifest = json.loads((path / MANIFEST).read_text())
+            if manifest["content_hash"] == content_hash:
+                return RawVersion(drop, number, path, manifest["files"], content_hash, created=False,
+                                  refused=manifest.get("refused", {}))
+        number = versions[-1][0] + 1 if versions else 1
+        final = drop_root / f"v{number}"
+        for name in contents.files:
+            os.chmod(tmp / name, _READ_ONLY)
+        manifest = {
+            "tenant": drop.tenant,
+            "study": drop.study,
+            "drop_id": drop.drop_id,
+            "version": number,
+            "content_hash": content_hash,
+            "files": contents.files,
+            "sizes": contents.sizes,
+            "refused": contents.refused,
+            "ignored": contents.ignored,
+            "landed_at": datetime.now(UTC).isoformat(),
+            "source": str(drop.path),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        os.chmod(tmp / MANIFEST, _READ_ONLY)
+        try:
+            os.rename(tmp, final)  # atomic: the version appears complete or not at all
+        except OSError as exc:  # a concurrent run created the same version number first
+            raise RuntimeError(f"raw zone version {final} was created concurrently; retry the ingest") from exc
+        return RawVersion(drop, number, final, contents.files, content_hash, created=True, refused=contents.refused)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"raw zone version {final} was created concurrently; retry the ingest") from exc
-    return RawVersion(drop, number, final, hashes, content_hash, created=True)
+
+
+def read_version(raw_dir: Path, tenant: str, study: str, drop_id: str, version: int) -> RawVersion:
+    """A raw-zone version as recorded in its manifest."""
+    path = raw_dir / tenant / study / drop_id / f"v{version}"
+    manifest = json.loads((path / MANIFEST).read_text())
+    return RawVersion(Drop(tenant, study, drop_id, Path(manifest["source"])), version, path, manifest["files"],
+                      manifest["content_hash"], created=False, refused=manifest.get("refused", {}))
+
+
+def write_pointer(study_dir: Path, raw: RawVersion) -> bool:
+    """Point ``<study_dir>/raw_pointer.json`` at ``raw`` (atomically); False when it already did."""
+    pointer = {"drop_id": raw.drop.drop_id, "version": raw.version, "path": str(raw.path),
+               "files": raw.files, "content_hash": raw.content_hash}
+    target = study_dir / RAW_POINTER
+    text = json.dumps(pointer, indent=2)
+    if target.is_file() and target.read_text() == text:
+        return False
+    study_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{RAW_POINTER}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+    return True

@@ -1,28 +1,38 @@
 """Readers for CSV, Parquet and SAS transport (XPT) into a frame of canonical column names.
 
 Every reader returns a polars DataFrame with upper-case column names and a ``_source_row`` column
-(1-based data row number in the file, header excluded), plus structural row problems it found (a
-truncated last row). A file that cannot be parsed at all raises :class:`UnreadableFileError`
-naming the file and the problem; its raw bytes stay in the raw zone regardless.
+(1-based data row number in the file, header excluded), plus row problems it found (none today:
+structural problems reject the whole file). Before any row is returned the reader proves it read the
+whole file (:mod:`trialsynth.ingest.integrity`, :mod:`trialsynth.ingest.xpt`): a file that is cut,
+corrupt or cannot be parsed raises :class:`UnreadableFileError` naming the file, the byte offset and
+what was expected; the caller rejects it whole and its raw bytes stay in the raw zone.
 
 XPT goes through pyreadstat: pandas' ``read_sas(format="xport")`` was seen to read 0 as 5.4e-79.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from trialsynth.ingest.integrity import (
+    FileStructureError,
+    check_csv_text,
+    csv_layout,
+    read_parquet_whole,
+    strip_csv_bom,
+)
+from trialsynth.ingest.xpt import xport_layout
+
 SOURCE_ROW = "_source_row"
 SUPPORTED = (".csv", ".parquet", ".xpt")
 
 
 class UnreadableFileError(ValueError):
-    """The file as a whole cannot be parsed (empty, binary, not UTF-8, corrupt)."""
+    """The file as a whole cannot be used (empty, binary, not UTF-8, truncated, corrupt)."""
 
     def __init__(self, path: Path, problem: str) -> None:
         super().__init__(f"{path.name}: {problem}")
@@ -39,7 +49,14 @@ class RowProblem:
 
 
 def read_file(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
-    """Read one source file; the reader is chosen by extension."""
+    """Read one whole source file; the reader is chosen by extension.
+
+    Returns ``(frame, row_problems)``: every column as read (CSV: all ``String``), names stripped and
+    upper-cased, plus ``_source_row``. Raises :class:`UnreadableFileError` (and nothing else for any
+    content of the file) when the file is empty, of an unsupported type, cut short, corrupt, or not
+    proven complete; see :func:`~trialsynth.ingest.integrity.csv_record_count`,
+    :func:`~trialsynth.ingest.integrity.open_parquet` and :mod:`trialsynth.ingest.xpt` for the rules.
+    """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise UnreadableFileError(path, f"unsupported file type {suffix!r}; expected one of {', '.join(SUPPORTED)}")
@@ -47,71 +64,67 @@ def read_file(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
     if size == 0:
         raise UnreadableFileError(path, "empty file (0 bytes)")
     reader = {".csv": _read_csv, ".parquet": _read_parquet, ".xpt": _read_xpt}[suffix]
-    df, problems = reader(path)
-    df = df.rename({c: c.strip().upper() for c in df.columns})
-    dupes = sorted({c for c in df.columns if df.columns.count(c) > 1})
-    if dupes:
-        raise UnreadableFileError(path, f"duplicate column names after upper-casing: {dupes}")
+    try:
+        df, problems = reader(path)
+        df.columns = _canonical_names(df.columns)
+    except FileStructureError as exc:
+        raise UnreadableFileError(path, str(exc)) from exc
     return df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(SOURCE_ROW)), problems
 
 
 def _read_csv(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
-    data = path.read_bytes()
-    head = data[:8192]
-    if b"\x00" in head:
-        raise UnreadableFileError(path, "binary content (NUL bytes) in a file named .csv; not a text CSV export")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise UnreadableFileError(
-            path,
-            f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "
-            "re-export the file as UTF-8",
-        ) from exc
-    if not data.strip():
-        raise UnreadableFileError(path, "no header row (file holds only whitespace)")
-    problems: list[RowProblem] = []
-    header = next(csv.reader(io.StringIO(data[: data.find(b"\n") if b"\n" in data else len(data)].decode())))
-    if not data.endswith(b"\n"):
-        # A file cut off mid-write: the last row may be incomplete even if it parses.
-        last_line = data[data.rfind(b"\n") + 1 :].decode()
-        fields = next(csv.reader(io.StringIO(last_line)), [])
-        n_rows = data.count(b"\n")  # data rows before the unterminated last line
-        if len(fields) != len(header) and n_rows >= 1:
-            problems.append(RowProblem(n_rows, None, "truncated_row",
-                                       f"file ends mid-row: last row has {len(fields)} of {len(header)} fields"))
+    data, base = strip_csv_bom(path.read_bytes())
+    check_csv_text(data, base)
+    layout = csv_layout(data, base)
+    _canonical_names(layout.header)  # the parser renames duplicates ("A_duplicated_0"): check the names as sent
     try:
         df = pl.read_csv(
             io.BytesIO(data), infer_schema=False, has_header=True, empty_string_is_null=True,
             null_values=[""], truncate_ragged_lines=False,
         )
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, pl.exceptions.ShapeError) as exc:
-        raise UnreadableFileError(path, f"CSV cannot be parsed: {str(exc).splitlines()[0]}") from exc
-    return df, problems
+    except pl.exceptions.PolarsError as exc:
+        raise FileStructureError(f"CSV cannot be parsed: {str(exc).splitlines()[0]}") from exc
+    _check_rows_read(df.height, layout.records, "records")
+    if layout.blank_rows:
+        df = df.filter(~pl.int_range(pl.len()).is_in(layout.blank_rows))
+    return df, []
 
 
 def _read_parquet(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
+    table = read_parquet_whole(path)
     try:
-        return pl.read_parquet(path), []
-    except Exception as exc:  # pyarrow/polars raise several types for corrupt files
-        raise UnreadableFileError(path, f"not a readable Parquet file: {str(exc).splitlines()[0]}") from exc
+        return pl.from_arrow(table), []
+    except Exception as exc:  # a column type polars does not take
+        raise FileStructureError(f"Parquet columns cannot be converted: {str(exc).splitlines()[0]}") from exc
 
 
 def _read_xpt(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
     import pyreadstat  # imported here: only XPT drops need it
 
+    layout = xport_layout(path)
     try:
-        pdf, _meta = pyreadstat.read_xport(str(path))
-    except UnicodeDecodeError:
-        # XPORT v5 carries no encoding; SAS on Windows writes WLATIN1 (cp1252) text, as the CDISC
-        # pilot's ts.xpt does. Decode as cp1252 rather than reject a valid transport file.
         try:
+            pdf, _meta = pyreadstat.read_xport(str(path))
+        except UnicodeDecodeError:
+            # XPORT v5 carries no encoding; SAS on Windows writes WLATIN1 (cp1252) text, as the CDISC
+            # pilot's ts.xpt does. Decode as cp1252 rather than reject a valid transport file.
             pdf, _meta = pyreadstat.read_xport(str(path), encoding="cp1252")
-        except Exception as exc:
-            raise UnreadableFileError(path, f"not a readable SAS transport (XPT) file: {exc}") from exc
+        df = pl.from_pandas(pdf)
     except Exception as exc:  # pyreadstat.ReadstatError and friends
-        raise UnreadableFileError(path, f"not a readable SAS transport (XPT) file: {exc}") from exc
-    df = pl.from_pandas(pdf)
+        raise FileStructureError(f"not a readable SAS transport (XPT) file: {str(exc).splitlines()[0]}") from exc
+    _check_rows_read(df.height, layout.n_obs, "observations in its structure")
     # pyreadstat returns blank character values as "", which SDTM means as missing.
     return df.with_columns(pl.col(pl.String).replace("", None)), []
+
+
+def _canonical_names(names: list[str]) -> list[str]:
+    canonical = [name.strip().upper() for name in names]
+    dupes = sorted({c for c in canonical if canonical.count(c) > 1})
+    if dupes:
+        raise FileStructureError(f"duplicate column names after upper-casing: {dupes}")
+    return canonical
+
+
+def _check_rows_read(got: int, expected: int, what: str) -> None:
+    if got != expected:
+        raise FileStructureError(f"the parser returned {got} rows but the file holds {expected} {what}")

@@ -1,6 +1,7 @@
 {#- Composite foreign key: every non-null combination of `columns` in the model exists in `to`
     (e.g. [tenant_id, study_id, usubjid] -> dim_subject). Written with a marker column instead of
-    `parent.x is null` so it holds whether or not the engine's outer joins produce NULLs. -#}
+    `parent.x is null` so it holds whether or not the engine's outer joins produce NULLs. With the
+    tenant/study vars set, both sides read only that partition (macros/test_scope.sql). -#}
 {% test relationships_multi(model, to, columns) %}
 with child as (
     select distinct {{ columns | join(', ') }}
@@ -9,7 +10,7 @@ with child as (
 ),
 parent as (
     select distinct {{ columns | join(', ') }}, 1 as parent_found
-    from {{ to }}
+    from {{ partition_scope(to) }}
 )
 select {% for c in columns %}child.{{ c }}{% if not loop.last %}, {% endif %}{% endfor %}
 from child

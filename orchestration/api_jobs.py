@@ -1,0 +1,55 @@
+"""Jobs the product API launches (trialsynth/api/jobs.py): one per kind of API job, so each is visible
+by name in the Dagster UI, queued under the same run-queue limits as every run, and configured only by
+run config (the assets' ``SynthesisRunConfig`` / ``ImputationRunConfig`` and the simulation's request).
+
+- ``api_synth_train``: synthesizer_model of a tenant|study partition;
+- ``api_synth_generate``: synthetic_cohort and its evidence_pack;
+- ``api_impute``: missingness_profile -> imputation_benchmark -> imputed_dataset;
+- ``api_power_simulation``: simulation-based power for one design (no partition: it reads no study data);
+  the report is the op's output metadata ``report``.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from orchestration.partitions import tenant_study_partitions
+
+TRAIN_JOB, GENERATE_JOB, IMPUTE_JOB, SIMULATE_JOB = "api_synth_train", "api_synth_generate", "api_impute", "api_power_simulation"
+
+api_synth_train_job = dg.define_asset_job(
+    TRAIN_JOB, selection=dg.AssetSelection.assets("synthesizer_model"), partitions_def=tenant_study_partitions,
+    description="API: train (or reuse) the study's synthesizer with the request's synthesizer, seed and schema.")
+api_synth_generate_job = dg.define_asset_job(
+    GENERATE_JOB, selection=dg.AssetSelection.assets("synthetic_cohort", "evidence_pack"),
+    partitions_def=tenant_study_partitions,
+    description="API: a conditional cohort from one registered model, and its evidence pack.")
+api_impute_job = dg.define_asset_job(
+    IMPUTE_JOB, selection=dg.AssetSelection.assets("missingness_profile", "imputation_benchmark", "imputed_dataset"),
+    partitions_def=tenant_study_partitions,
+    description="API: missingness report, imputer comparison under the request's assumptions, imputed dataset.")
+
+
+class PowerSimulationConfig(dg.Config):
+    """The API's power request (trialsynth.api.power.PowerRequest, as JSON)."""
+
+    request: dict[str, Any]
+
+
+@dg.op(description="Simulated (and analytic) power curves and recommended N per arm for one design.")
+def simulate_power_curves(context: dg.OpExecutionContext, config: PowerSimulationConfig) -> dg.Output[dict]:
+    from trialsynth.api.power import PowerRequest, power_report  # the API's own request model and report
+
+    request = PowerRequest.model_validate(config.request)
+    context.log.info(f"simulating {request.simulations} trials per point ({request.endpoint}, seed {request.seed})")
+    report = power_report(request)
+    return dg.Output(report, metadata={"report": dg.MetadataValue.json(report),
+                                       "recommended": dg.MetadataValue.json(report["recommended"])})
+
+
+@dg.job(name=SIMULATE_JOB, description="API: simulation-based power for one design.")
+def api_power_simulation_job() -> None:
+    simulate_power_curves()
+
+
+API_JOBS = [api_synth_train_job, api_synth_generate_job, api_impute_job, api_power_simulation_job]

@@ -1,0 +1,79 @@
+"""What every route shares: the app's context, the caller (token -> tenant, rate limit) and the
+Idempotency-Key handling of POSTs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPBearer
+from sqlalchemy import Engine
+from starlette.responses import Response
+
+from trialsynth.api.auth import Principal, TokenVerifier
+from trialsynth.api.dagster import DagsterClient
+from trialsynth.api.idempotency import IdempotencyStore, fingerprint, run_idempotent
+from trialsynth.api.jobs import JobService
+from trialsynth.api.limits import RateLimiter, charge_quota
+from trialsynth.api.observability import Telemetry, tenant_var
+from trialsynth.api.problems import IDEMPOTENCY_HEADER, PROBLEM_JSON
+from trialsynth.api.schemas import Problem
+from trialsynth.registry import ModelRegistry
+from trialsynth.settings import Settings
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    engine: Engine
+    verifier: TokenVerifier
+    limiter: RateLimiter
+    idempotency: IdempotencyStore
+    dagster: DagsterClient
+    jobs: JobService
+    telemetry: Telemetry
+    registry: ModelRegistry
+
+    def charge(self, tenant: str) -> None:
+        """One job or upload against the tenant's daily quota (429 when used up)."""
+        charge_quota(self.engine, tenant, self.settings.api.quota_per_day)
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+_bearer = HTTPBearer(auto_error=False, description="JWT with the claims sub, tenant, aud, iss and exp")
+
+
+async def principal(request: Request, _credentials: Annotated[Any, Depends(_bearer)] = None) -> Principal:
+    """The verified caller; its tenant scopes everything the request can see. Rate-limited per tenant."""
+    ctx = get_ctx(request)
+    caller = ctx.verifier.verify(request.headers.get("authorization"))
+    request.scope.setdefault("state", {})["tenant"] = caller.tenant
+    tenant_var.set(caller.tenant)
+    ctx.limiter.check(caller.tenant)
+    return caller
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+Caller = Annotated[Principal, Depends(principal)]
+IdempotencyKey = Annotated[str, Header(alias=IDEMPOTENCY_HEADER, min_length=1, max_length=255,
+                                       description="unique per request; a retry with the same key and payload "
+                                       "gets the original response (kept 24 h)")]
+
+
+def idempotent(ctx: ApiContext, caller: Principal, request: Request, key: str, payload: Any,
+               handler: Callable[[str], Response]) -> Response:
+    """Run a POST once per (tenant, Idempotency-Key); see :mod:`trialsynth.api.idempotency`."""
+    fp = fingerprint(request.method, request.url.path, payload)
+    return run_idempotent(ctx.idempotency, caller.tenant, key, fp, handler)
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: these statuses answer with a problem document."""
+    common = (401, 413, 422, 429, 500, 504)
+    return {s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "problem details (RFC 9457)"}
+            for s in sorted(set(statuses) | set(common))}

@@ -1,0 +1,1 @@
+"""One router per product: synth, impute, evidence, simulate, jobs, ingest, health."""

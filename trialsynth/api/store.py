@@ -1,0 +1,111 @@
+"""The API's own tables (SQLAlchemy Core): jobs, idempotency keys, the power cache, daily usage.
+
+Any SQLAlchemy URL (``api.store_url``): Postgres in the scale-out stack, SQLite under the lake
+(``<lake>/api/api.sqlite``) in the embedded default. Every row that belongs to a tenant carries
+``tenant`` and every query filters on it: the API never reads a row by id alone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+
+from trialsynth.settings import Settings
+
+metadata = MetaData()
+
+jobs_table = Table(
+    "api_jobs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("study", String(64)),
+    Column("kind", String(16), nullable=False),  # train | generate | impute | simulate
+    Column("status", String(16), nullable=False),  # queued | running | succeeded | failed | canceled
+    Column("run_id", String(64)),
+    Column("trace_id", String(32)),
+    Column("request", JSON, nullable=False),
+    Column("result", JSON),  # outputs once succeeded, the error once failed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_api_jobs_tenant_status", "tenant", "status"),
+)
+
+idempotency_table = Table(
+    "api_idempotency_keys", metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of method, path and canonical payload
+    Column("state", String(16), nullable=False),  # in_flight | done | retryable
+    Column("resource_id", String(32), nullable=False),  # the job (or drop) id, stable across retries
+    Column("locked_until", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("headers", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+power_cache_table = Table(
+    "api_power_cache", metadata,
+    Column("request_sha256", String(64), primary_key=True),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+usage_table = Table(
+    "api_usage", metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # UTC date
+    Column("count", Integer, nullable=False),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def store_url(settings: Settings) -> str:
+    return settings.api.store_url or f"sqlite:///{settings.lake_dir / 'api' / 'api.sqlite'}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def open_store(settings: Settings) -> Engine:
+    """Engine on the API store, tables created when missing."""
+    url = make_url(store_url(settings))
+    if url.get_backend_name() == "sqlite":
+        if url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
