@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUPERSET_STAMP := .venv-superset/.installed
 CHROMIUM := /usr/bin/chromium
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: demo ui superset test bench lint clean-data stack-deps stack-up stack-down stack-status sbom
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 import dagster as dg
 import polars as pl
@@ -87,8 +88,8 @@ def test_failed_drop_then_good_drop_bronze_is_the_good_drop_and_the_failed_one_i
 
     assert main(["drops", "list", "--tenant", "acme", "--study", "S1"]) == 0
     out = capsys.readouterr().out
-    table = [line for line in out.splitlines() if line.startswith("  ") and not line.lstrip().startswith("why:")]
-    listed = {next(c for c in line.split() if c.startswith("drop-")): line for line in table[1:]}
+    rows = [re.match(r"\s+(\*\s+)?\d+\s+(drop-\d+)\s", line) for line in out.splitlines()]
+    listed = {m.group(2): m.string for m in rows if m}
     assert listed["drop-002"].lstrip().startswith("*") and "ingested" in listed["drop-002"]
     assert states["drop-002"].run_id in listed["drop-002"] and states["drop-002"].content_hash[:16] in listed["drop-002"]
     assert "failed" in listed["drop-001"] and "why: step bronze failed" in out and "bronze holds drop-002" in out

@@ -62,8 +62,8 @@ def test_nightly_schedule_runs_only_the_verification():
     defs = dg.Definitions(assets=[lineage_verification, bronze_like], jobs=[study_pipeline_job, lineage_verification_job],
                           schedules=[nightly_lineage_verification], resources={"lineage": LineageResource()})
     schedule = defs.resolve_schedule_def("nightly_lineage_verification")
-    assert schedule.cron_schedule == "30 3 * * *" and schedule.job_name == "lineage_verification"
-    assert defs.resolve_job_def("lineage_verification").asset_layer.selected_asset_keys == {dg.AssetKey("lineage_verification")}
+    assert schedule.cron_schedule == "30 3 * * *" and schedule.job_name == "verify_lineage"
+    assert defs.resolve_job_def("verify_lineage").asset_layer.selected_asset_keys == {dg.AssetKey("lineage_verification")}
     # the per-study pipeline (all assets) leaves the all-partition verification to its own job
     assert defs.resolve_job_def("study_pipeline").asset_layer.selected_asset_keys == {dg.AssetKey("bronze_like")}
 

@@ -15,6 +15,8 @@ from trialsynth.registry import (
     ArtifactIntegrityError,
     InvalidTransitionError,
     ModelRegistry,
+    PrivacyBudgetError,
+    PrivacySpend,
     RegistryError,
     RetiredModelError,
     UnapprovedModelError,
@@ -274,3 +276,26 @@ def test_find_reusable_prefers_approved_skips_broken_artifacts_and_refuses_retir
     registry.retire(newest, by="carol", why="leaks rare categories")
     with pytest.raises(RetiredModelError, match=f"model {newest} .*retired by carol \\(leaks rare categories\\)"):
         registry.find_reusable(**identity)
+
+
+def test_privacy_spend_is_recorded_per_data_version_and_the_cap_refuses(registry, artifact) -> None:
+    spend = PrivacySpend(study="acme/ACME-001", mechanism="mst", epsilon=1.0, delta=1e-6,
+                         cap_epsilon=2.5, cap_delta=1e-5)
+    first = register(registry, artifact, privacy=spend)
+    assert registry.privacy_of(first) == PrivacySpend(study="acme/ACME-001", mechanism="mst", epsilon=1.0, delta=1e-6)
+    assert registry.privacy_of(register(registry, artifact)) is None  # no guarantee
+    assert registry.check_privacy_budget(spend, DATA_SHA) == pytest.approx((0.5, 8e-6))
+    register(registry, artifact, privacy=spend)
+    assert registry.privacy_spent("acme/ACME-001", DATA_SHA) == pytest.approx((2.0, 2e-6, 2))
+    models_before = registry.list()
+    message = (r"would exceed the study's privacy cap \(epsilon=2.5, delta=1e-05\): spent epsilon=2, delta=2e-06 by "
+               r"2 model\(s\); remaining epsilon=0.5, delta=8e-06")
+    with pytest.raises(PrivacyBudgetError, match=message):
+        registry.check_privacy_budget(spend, DATA_SHA)
+    with pytest.raises(PrivacyBudgetError, match=message):
+        register(registry, artifact, privacy=spend)
+    assert registry.list() == models_before  # nothing recorded
+    other_version = hashlib.sha256(b"drop 2").hexdigest()
+    assert registry.check_privacy_budget(spend, other_version) == pytest.approx((1.5, 9e-6))
+    with pytest.raises(RegistryError, match="privacy epsilon must be a positive finite number"):
+        PrivacySpend(study="s", mechanism="mst", epsilon=0.0, delta=1e-6)

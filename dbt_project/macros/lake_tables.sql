@@ -58,12 +58,13 @@
   {{ exceptions.raise_compiler_error("unknown source " ~ source_name ~ "." ~ table_name) }}
 {%- endmacro %}
 
-{#- `<lake>/*/*/<lake_path>`: every tenant/study partition. -#}
+{#- `<lake>/*/*/<lake_path>` (every tenant/study partition), or the vars' partition only on a
+    partition-scoped run (macros/partition.sql). -#}
 {% macro lake_glob_path(lake_path) -%}
   {%- if "'" in lake_path or "\\" in lake_path or lake_path.startswith('/') or '..' in lake_path -%}
     {{ exceptions.raise_compiler_error("meta.lake_path must be a relative path without quotes or '..': " ~ lake_path) }}
   {%- endif -%}
-  {{- return(lake_root() ~ '/*/*/' ~ lake_path) -}}
+  {{- return(lake_partition_glob() ~ '/' ~ lake_path) -}}
 {%- endmacro %}
 
 {% macro default__lake_table_scan(path, columns) -%}

@@ -1,9 +1,18 @@
 {#- Tenant/study partition handling for the incremental star schema and marts.
 
-    The orchestrator runs `dbt build --vars '{"tenant": "acme", "study": "ACME-001"}'`. On an
-    incremental run those vars limit every upstream read to that partition and the pre-hook
-    `clear_partition()` deletes the partition's old rows first; other partitions are not touched.
-    Without vars (or on a first / --full-refresh run) every partition is rebuilt. -#}
+    The orchestrator runs `dbt build --vars '{"tenant": "acme", "study": "ACME-001"}'`. With those
+    vars a run reads and rebuilds that partition only (partition_scoped()): bronze and the lake's
+    analytics tables are read from the partition's own folder, the staging views of the run live in
+    a schema of their own (generate_schema_name below: concurrent partition builds never redefine
+    each other's views), every upstream read of an incremental model is filtered to the partition
+    (partition_filter()), and the partition's rows are replaced:
+    - DuckDB: delete+insert; the pre-hook clear_partition() deletes the partition's old rows first
+      (also when its new batch is empty). dbt-duckdb runs the pre-hook, the delete and the insert in
+      one transaction, so a failed insert rolls the delete back.
+    - ClickHouse: the partition's rows are built into a new-data table, then swapped in with
+      ALTER TABLE ... REPLACE PARTITION (macros/clickhouse_replace_partition.sql): nothing is
+      deleted before the new rows exist.
+    Without vars, or with --full-refresh, every partition is rebuilt. -#}
 
 {#- The validated {tenant, study} from the vars, or none when neither is set. The names become SQL
     literals, so they must match trialsynth.names.SAFE_NAME. -#}
@@ -34,11 +43,18 @@
   {%- endif -%}
 {%- endmacro %}
 
-{#- WHERE condition for every upstream read of an incremental model: the partition of the vars on
-    an incremental run, everything otherwise. is_incremental() is only asked when vars are set, so
-    `dbt compile --no-populate-cache` needs no warehouse connection. -#}
+{#- True when this run reads and rebuilds the vars' partition only: vars set and no --full-refresh
+    (a full refresh rebuilds every partition whatever the vars say). -#}
+{% macro partition_scoped() -%}
+  {{- return(partition_vars() is not none and not flags.FULL_REFRESH) -}}
+{%- endmacro %}
+
+{#- WHERE condition for every upstream read of an incremental model: the vars' partition on a
+    partition-scoped run (the first run of a model too: it then holds that partition only until the
+    other partitions' runs add theirs), everything otherwise. Asks the warehouse nothing, so
+    `dbt compile --no-populate-cache` needs no connection. -#}
 {% macro partition_filter() -%}
-  {%- if partition_vars() is not none and is_incremental() -%}
+  {%- if partition_scoped() -%}
     {{ partition_predicate() }}
   {%- else -%}
     (1 = 1)
@@ -46,9 +62,36 @@
 {%- endmacro %}
 
 {#- Pre-hook: on an incremental run, delete the rows about to be rebuilt (the vars' partition, or
-    everything without vars) so a partition whose new batch is empty does not keep stale rows. -#}
+    everything without vars) so a partition whose new batch is empty does not keep stale rows.
+    DuckDB only: the pre-hook runs in the model's transaction. ClickHouse replaces partitions
+    instead of deleting (see the module docstring), so it renders nothing there. -#}
 {% macro clear_partition() -%}
+  {{- adapter.dispatch('clear_partition', 'trialsynth')() -}}
+{%- endmacro %}
+
+{% macro default__clear_partition() -%}
   {%- if execute and is_incremental() -%}
-    delete from {{ this }} where {{ partition_predicate() }}
+    delete from {{ this }} where {{ partition_filter() }}
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro clickhouse__clear_partition() -%}
+{%- endmacro %}
+
+{#- Lower-case letters, digits and '_' only, for a schema name built from tenant/study names. -#}
+{% macro _schema_safe(text) -%}
+  {{- return(modules.re.sub('[^a-z0-9_]', '_', text | lower)) -}}
+{%- endmacro %}
+
+{#- Schema of a node: dbt's default, except for views (the staging models) on a partition-scoped
+    run, which go to `<schema>__<tenant>__<study>_<hash>`: a view bakes in the partition's lake
+    path, so each partition gets its own (names lower-cased and hashed, as DuckDB folds case). -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+  {%- set schema = default__generate_schema_name(custom_schema_name, node) | trim -%}
+  {%- if node is not none and node.resource_type == 'model' and node.config.materialized == 'view' and partition_scoped() -%}
+    {%- set part = partition_vars() -%}
+    {{- schema ~ '__' ~ _schema_safe(part.tenant) ~ '__' ~ _schema_safe(part.study) ~ '_' ~ local_md5(part.tenant ~ '/' ~ part.study)[:6] -}}
+  {%- else -%}
+    {{- schema -}}
   {%- endif -%}
 {%- endmacro %}

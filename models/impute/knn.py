@@ -95,20 +95,22 @@ class _Donors:
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, k), np.int64), np.empty((0, k)))
 
 
-def _sq_dist(q: np.ndarray, y_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sq_dist(q: np.ndarray, fit_t: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact squared Euclidean distance over commonly observed coordinates and their count.
 
-    q: (b, F) query rows with NaN; y_t: (F, b or 1, m) donor rows, coordinates first.
-    Returns (d2, n_common), both (b, m). Summed coordinate by coordinate in column order, so the
-    result for a pair does not depend on which other pairs are computed with it.
+    q: (b, F) query rows with NaN; fit_t: (F, n_fit) fit rows, coordinates first; cand: (b, m)
+    fit-row index per query row. Returns (d2, n_common), both (b, m). Summed coordinate by
+    coordinate in column order, so the result for a pair does not depend on which other pairs are
+    computed with it.
     """
-    shape = np.broadcast_shapes((q.shape[0], 1), y_t.shape[1:])
-    d2 = np.zeros(shape)
-    n_common = np.zeros(shape, dtype=np.int64)
+    d2 = np.zeros(cand.shape)
+    n_common = np.zeros(cand.shape, dtype=np.int64)
     for j in range(q.shape[1]):
-        diff = y_t[j] - q[:, j, None]
-        ok = ~np.isnan(diff)
-        d2 += np.where(ok, diff * diff, 0.0)
+        diff = fit_t[j][cand]
+        diff -= q[:, j, None]
+        ok = diff == diff  # not NaN
+        diff *= diff
+        d2 += np.where(ok, diff, 0.0)
         n_common += ok
     return d2, n_common
 
@@ -323,12 +325,20 @@ class FastKNNImputer(BaseEstimator):
             """Donors of cells (rows[r_loc], c) among candidate fit rows ``cand`` (padded with n_fit)."""
             padded = cand >= n_fit
             cand = np.where(padded, 0, cand)
-            d2, n_common = _sq_dist(query[rows], fit_t[:, cand])
+            d2, n_common = _sq_dist(query[rows], fit_t, cand)
             n_common[padded] = 0
             dist = _nan_euclidean(d2, n_common, self.n_features_in_)
             with np.errstate(invalid="ignore", divide="ignore"):
                 sq_scaled = d2 / n_common / search.scale**2
             return _select(cand, dist, sq_scaled, bound, r_loc, c, self.fit_mask_, self.n_neighbors)
+
+        def settle(rows: np.ndarray, cand: np.ndarray, bound: np.ndarray, r_loc: np.ndarray, c: np.ndarray
+                   ) -> _Donors:
+            """Donors of cells that a widened candidate set provably decides."""
+            part, ok, _ = decide(rows, cand, bound, r_loc, c)
+            if not ok.all():
+                raise RuntimeError("FastKNNImputer: a widened search left cells undecided (a bug)")
+            return _Donors(rows[r_loc], c, part.index, part.distance)
 
         def run_block(start: int) -> tuple[_Donors, int]:
             local = np.arange(start, min(start + block, rows_needed.size))
@@ -336,19 +346,25 @@ class FastKNNImputer(BaseEstimator):
             r_loc, c = np.nonzero(cells[rows])
             part, ok, kth_sq = decide(rows, *search.candidates(local, n_cand), r_loc, c)
             parts = [_Donors(rows[r_loc[ok]], c[ok], part.index[ok], part.distance[ok])]
-            if not ok.all():  # widen, per row, to every fit row whose bound is within the threshold
-                redo_rows, r_redo = np.unique(r_loc[~ok], return_inverse=True)
-                threshold = np.full(redo_rows.size, -np.inf)
-                np.maximum.at(threshold, r_redo, kth_sq[~ok])
+            few = np.flatnonzero(~ok & np.isinf(kth_sq))  # too few candidates observe the column:
+            for col in np.unique(c[few]):  # rank every potential donor of the column
+                pool = np.flatnonzero(~self.fit_mask_[:, col])
+                pool = np.r_[pool, np.full(max(0, self.n_neighbors - pool.size), n_fit)]
+                at, step = few[c[few] == col], max(1, 2**21 // pool.size)
+                for s in range(0, at.size, step):
+                    sel = at[s:s + step]
+                    parts.append(settle(rows[r_loc[sel]], np.broadcast_to(pool, (sel.size, pool.size)),
+                                        np.full(sel.size, np.inf), np.arange(sel.size), c[sel]))
+            crowd = np.flatnonzero(~ok & np.isfinite(kth_sq))  # more tied or near-tied donors than
+            if crowd.size:  # candidates: widen to every fit row whose bound is within the k-th distance
+                redo_rows, r_redo = np.unique(r_loc[crowd], return_inverse=True)
+                threshold = np.zeros(redo_rows.size)
+                np.maximum.at(threshold, r_redo, kth_sq[crowd])
                 for group, cand, bound in search.within(redo_rows, threshold * (1 + 2 * _SLACK),
                                                         self.n_neighbors + 1):
                     in_group = np.isin(r_redo, group)
-                    r_sub = np.searchsorted(group, r_redo[in_group])
-                    wide, ok_wide, _ = decide(rows[redo_rows[group]], cand, bound, r_sub, c[~ok][in_group])
-                    if not ok_wide.all():
-                        raise RuntimeError("FastKNNImputer: widened search left cells undecided (a bug)")
-                    parts.append(_Donors(rows[redo_rows[group]][r_sub], c[~ok][in_group], wide.index,
-                                         wide.distance))
+                    parts.append(settle(rows[redo_rows[group]], cand, bound,
+                                        np.searchsorted(group, r_redo[in_group]), c[crowd][in_group]))
             done[0] += 1
             if self.verbose and (done[0] % 20 == 0 or done[0] == len(starts)):
                 print(f"FastKNNImputer: {done[0]}/{len(starts)} blocks of {block} rows, "
@@ -496,26 +512,27 @@ class _CandidateSearch:
 
     def within(self, positions: np.ndarray, threshold: np.ndarray, min_width: int
                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Every fit row whose bound is <= ``threshold`` (+inf: every row sharing a coordinate), for
-        rows ``positions`` of the block last given to :meth:`candidates` in this thread.
+        """Every fit row whose bound is <= ``threshold`` (finite), for rows ``positions`` of the block
+        last given to :meth:`candidates` in this thread.
 
         Yields groups (positions indices (g,), cand (g, width) padded with n_fit, bound (g,)): the
         bound is the smallest bound left out (+inf when none); groups keep cand under ~2M entries.
         """
         lower = self._local.bounds[torch.from_numpy(positions).to(self.device), :self.n_fit]
         thr = torch.from_numpy(threshold).to(lower)[:, None]
-        inside = (lower <= thr) & torch.isfinite(lower)
+        inside = lower <= thr
         left_out = lower.masked_fill(inside, math.inf).amin(dim=1).double().cpu().numpy()
         counts = inside.sum(dim=1).cpu().numpy()
         found = [np.flatnonzero(row) for row in inside.cpu().numpy()]
         order = np.argsort(counts, kind="stable")
         start = 0
-        while start < order.size:  # rows with similar counts together: little padding
-            width = max(min_width, int(counts[order[start]]))
+        while start < order.size:  # rows whose counts are within a factor 2: padding at most doubles
+            first = max(min_width, int(counts[order[start]]))
             stop = start + 1
-            while stop < order.size and (stop - start + 1) * max(width, counts[order[stop]]) <= 2**21:
-                width = max(width, int(counts[order[stop]]))
+            while stop < order.size and counts[order[stop]] <= 2 * first \
+                    and (stop - start + 1) * max(first, counts[order[stop]]) <= 2**21:
                 stop += 1
+            width = max(first, int(counts[order[stop - 1]]))
             group = np.sort(order[start:stop])
             cand = np.full((group.size, width), self.n_fit, dtype=np.int64)
             for i, g in enumerate(group):
@@ -570,7 +587,7 @@ class DonorKNNImputer(FastKNNImputer):
                                      kind="stable"), axis=1, kind="stable") + 1
         cell, slot = np.nonzero(donors.index >= 0)
         donor = donors.index[cell, slot]
-        d2, n_common = _sq_dist(values[donors.rows[cell]], self.fit_X_.T[:, donor][:, :, None])
+        d2, n_common = _sq_dist(values[donors.rows[cell]], self.fit_X_.T, donor[:, None])
         pool_labels = self.pool_index_ if self.pool_index_ is not None else np.arange(self.fit_X_.shape[0])
         with_donors = pd.DataFrame({
             "_row": donors.rows[cell], "_col": donors.cols[cell], "filled_value": filled[cell],

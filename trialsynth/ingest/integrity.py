@@ -34,6 +34,11 @@ class FileStructureError(ValueError):
     """The bytes are not one complete file of the expected format (cut, corrupt, wrong encoding)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's error message (or its type when the message is empty)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 # --- CSV -------------------------------------------------------------------------------------------
 
 def strip_csv_bom(data: bytes) -> tuple[bytes, int]:
@@ -64,7 +69,8 @@ def check_csv_text(data: bytes, base: int = 0) -> None:
         raise FileStructureError(f"NUL byte at offset {base + nul} (line {_line_of(data, nul)}): a zero-filled or "
                                  "binary block inside the text; the file is damaged")
     try:
-        data.decode("utf-8")
+        if not data.isascii():  # ASCII is UTF-8; isascii is a fast scan, decoding copies
+            data.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.end == len(data) and exc.reason == "unexpected end of data":
             raise FileStructureError(f"truncated at byte {base + len(data)}: the file ends inside a multi-byte "
@@ -256,7 +262,7 @@ def read_parquet_whole(path: Path) -> pa.Table:
         # drop key-value metadata (already applied to the types): polars panics on damaged metadata
         table = pa.Table.from_arrays(table.columns, schema=pa.schema([f.remove_metadata() for f in table.schema]))
     except Exception as exc:  # pyarrow raises OSError, ArrowInvalid ... for a damaged file
-        raise FileStructureError(f"corrupt Parquet file {where}: {str(exc).splitlines()[0]}") from exc
+        raise FileStructureError(f"corrupt Parquet file {where}: {first_line(exc)}") from exc
     if not meta.num_rows == in_groups == table.num_rows:
         raise FileStructureError(f"the Parquet footer says {meta.num_rows} rows, its row groups {in_groups}, "
                                  f"and {table.num_rows} were read {where}")

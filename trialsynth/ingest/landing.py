@@ -159,8 +159,8 @@ class Drop:
                     _copy_fd(fd, out)
                 with open(target, "rb") as copy:
                     digest = hashlib.file_digest(copy, "sha256").hexdigest()
-            size = os.fstat(fd).st_size if copy_to is None else target.stat().st_size
             after = os.fstat(fd)
+            size = after.st_size if copy_to is None else target.stat().st_size
         if size != after.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise ValueError(f"{self.path / name} changed while being read; re-deliver the drop (write _READY last)")
         return digest, size

@@ -22,6 +22,7 @@ from trialsynth.ingest.integrity import (
     FileStructureError,
     check_csv_text,
     csv_layout,
+    first_line,
     read_parquet_whole,
     strip_csv_bom,
 )
@@ -54,8 +55,8 @@ def read_file(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
     Returns ``(frame, row_problems)``: every column as read (CSV: all ``String``), names stripped and
     upper-cased, plus ``_source_row``. Raises :class:`UnreadableFileError` (and nothing else for any
     content of the file) when the file is empty, of an unsupported type, cut short, corrupt, or not
-    proven complete; see :func:`~trialsynth.ingest.integrity.csv_record_count`,
-    :func:`~trialsynth.ingest.integrity.open_parquet` and :mod:`trialsynth.ingest.xpt` for the rules.
+    proven complete; see :func:`~trialsynth.ingest.integrity.csv_layout`,
+    :func:`~trialsynth.ingest.integrity.read_parquet_whole` and :mod:`trialsynth.ingest.xpt` for the rules.
     """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
@@ -83,7 +84,7 @@ def _read_csv(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
             null_values=[""], truncate_ragged_lines=False,
         )
     except pl.exceptions.PolarsError as exc:
-        raise FileStructureError(f"CSV cannot be parsed: {str(exc).splitlines()[0]}") from exc
+        raise FileStructureError(f"CSV cannot be parsed: {first_line(exc)}") from exc
     _check_rows_read(df.height, layout.records, "records")
     if layout.blank_rows:
         df = df.filter(~pl.int_range(pl.len()).is_in(layout.blank_rows))
@@ -95,7 +96,7 @@ def _read_parquet(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
     try:
         return pl.from_arrow(table), []
     except Exception as exc:  # a column type polars does not take
-        raise FileStructureError(f"Parquet columns cannot be converted: {str(exc).splitlines()[0]}") from exc
+        raise FileStructureError(f"Parquet columns cannot be converted: {first_line(exc)}") from exc
 
 
 def _read_xpt(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
@@ -111,7 +112,7 @@ def _read_xpt(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
             pdf, _meta = pyreadstat.read_xport(str(path), encoding="cp1252")
         df = pl.from_pandas(pdf)
     except Exception as exc:  # pyreadstat.ReadstatError and friends
-        raise FileStructureError(f"not a readable SAS transport (XPT) file: {str(exc).splitlines()[0]}") from exc
+        raise FileStructureError(f"not a readable SAS transport (XPT) file: {first_line(exc)}") from exc
     _check_rows_read(df.height, layout.n_obs, "observations in its structure")
     # pyreadstat returns blank character values as "", which SDTM means as missing.
     return df.with_columns(pl.col(pl.String).replace("", None)), []

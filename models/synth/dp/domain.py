@@ -29,11 +29,14 @@ DP_KINDS = ("continuous", "integer", "categorical", "ordinal")
 # Signed powers of two for the DP bounds estimate: buckets [2^k, 2^(k+1)) for k in [_K_MIN, _K_MAX),
 # their negatives, and one bucket (-2^_K_MIN, 2^_K_MIN) around zero. Values beyond fall in the end buckets.
 _K_MIN, _K_MAX = -8, 24
-_BOUND_FALSE_POSITIVE = 0.01  # chance that pure noise extends a column's estimated bounds
+_PEAK_Z = 3.0  # the fullest bucket must clear 3 sigma to be told apart from noise
+_EXTEND_Z = 2.0  # a neighbouring bucket joins the range above 2 sigma (noise: 2.3% per step)
 
 
 def _kind_of(dtype: Any) -> str:
     """The kind a column's dtype implies (structure only: no value is looked at)."""
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "date"
     if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
         return "ordinal" if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered else "categorical"
     return "integer" if pd.api.types.is_integer_dtype(dtype) else "continuous"
@@ -74,9 +77,10 @@ def estimate_domain(
     """Fill the missing bounds and categories of ``schema`` with a DP estimate spending ``rho``.
 
     One Gaussian measurement of every incomplete column's histogram (L2 sensitivity sqrt(2) per column
-    when one row is replaced): numeric columns over signed power-of-two buckets (bounds = edges of the
-    outermost buckets whose noisy count clears a threshold set for a 1% chance of a false bucket),
-    categorical columns over the values present, released only when the noisy count clears
+    when one row is replaced): numeric columns over signed power-of-two buckets (the range starts at
+    the fullest bucket, which must clear 3 sigma, and grows over neighbouring buckets above 2 sigma, so
+    that a stray noisy bucket far away cannot stretch it), categorical columns over the values
+    present, released only when the noisy count clears
     ``1 + sigma * z`` with ``z`` set so that a value held by one subject is released with probability
     at most ``accountant.delta_threshold`` (the stability-based histogram, Korolova et al. 2009).
     Returns the completed schema (columns without an estimate left out) and column -> why it was left
@@ -90,7 +94,6 @@ def estimate_domain(
         raise ValueError("estimating category sets needs a delta_threshold > 0 in the accountant")
     sigma = accountant.gaussian(f"domain estimate of {names}", np.sqrt(2 * len(names)), rho)
     edges = _bucket_edges()
-    bucket_threshold = sigma * norm.isf(_BOUND_FALSE_POSITIVE / len(edges))
     category_threshold = 1 + sigma * norm.isf(accountant.delta_threshold / (2 * max(n_categorical, 1)))
     specs, dropped = {}, {}
     for name in names:
@@ -108,11 +111,15 @@ def estimate_domain(
             continue
         buckets = np.clip(np.searchsorted(edges, observed.to_numpy(dtype=float), side="right"), 1, len(edges) - 1) - 1
         noisy = np.bincount(buckets, minlength=len(edges) - 1) + rng.normal(0, sigma, len(edges) - 1)
-        hit = np.flatnonzero(noisy > bucket_threshold)
-        if not len(hit):
-            dropped[name] = f"no value bucket clears the DP threshold {bucket_threshold:.0f}"
+        first = last = int(np.argmax(noisy))
+        if noisy[first] <= _PEAK_Z * sigma:
+            dropped[name] = f"no value bucket clears the DP threshold {_PEAK_Z * sigma:.0f}"
             continue
-        lo, hi = float(edges[hit[0]]), float(edges[hit[-1] + 1])
+        while first > 0 and noisy[first - 1] > _EXTEND_Z * sigma:
+            first -= 1
+        while last < len(noisy) - 1 and noisy[last + 1] > _EXTEND_Z * sigma:
+            last += 1
+        lo, hi = float(edges[first]), float(edges[last + 1])
         lo, hi = (spec.min_value if spec.min_value is not None else lo), (spec.max_value if spec.max_value is not None else hi)
         if spec.kind == "integer":
             lo, hi = float(np.floor(lo)), float(np.ceil(hi))
