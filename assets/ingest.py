@@ -1,18 +1,16 @@
 """Ingest assets: landing drop -> immutable raw zone -> validated bronze Parquet per domain."""
 
 import json
-from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.domains import DOMAINS
 from trialsynth.ingest.drops import DropRegistry, drops_markdown
-from trialsynth.ingest.landing import Drop, latest_drop, open_drop
-from trialsynth.ingest.pipeline import ingest_raw_version
-from trialsynth.ingest.raw_zone import RAW_POINTER, RawVersion, known_tenants, land_drop, write_pointer
+from trialsynth.ingest.landing import latest_drop, open_drop
+from trialsynth.ingest.pipeline import ingest_raw_version, read_quarantine
+from trialsynth.ingest.raw_zone import RAW_POINTER, known_tenants, land_drop, read_version, write_pointer
 from trialsynth.markdown import md_table
 from trialsynth.names import split_partition_key
 from trialsynth.version import code_version
@@ -100,8 +98,7 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
     the whole drop can be taken (else the previous drop's bronze stays, whole, and the run fails)."""
     tenant, study = split_partition_key(context.partition_key)
     pointer = json.loads((lake.study_dir(context.partition_key) / RAW_POINTER).read_text())
-    drop = Drop(tenant, study, pointer["drop_id"], Path(pointer["path"]))
-    raw = RawVersion(drop, pointer["version"], Path(pointer["path"]), pointer["files"], pointer["content_hash"], False)
+    raw = read_version(lake.raw_dir, tenant, study, pointer["drop_id"], pointer["version"])
     report = ingest_raw_version(raw, lake.lake_dir, log=context.log.info)
     for line in sorted(report.placements.values()):
         context.log.info(line)
@@ -132,7 +129,7 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
         }
         if outcome.quarantine_path:
             metadata["quarantine"] = dg.MetadataValue.path(str(outcome.quarantine_path))
-            reasons = pl.read_parquet(outcome.reasons_path)
+            reasons = read_quarantine(outcome.reasons_path, tenant)
             metadata["quarantine_reasons"] = dg.MetadataValue.md(
                 md_table(reasons.group_by("column", "rule").len("rows").sort("rows", descending=True).head(20).to_dicts())
             )

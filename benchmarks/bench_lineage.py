@@ -221,7 +221,12 @@ outputs against the lake and, on S3, Object Lock retention and object versions. 
 {table}
 
 Verification is linear in the chain length: {', '.join(f'{p:.0f}' for p in per)} µs per manifest at
-{', '.join(f'{n:,}' for n, _, _ in verify_rows)} manifests.
+{', '.join(f'{n:,}' for n, _, _ in verify_rows)} manifests (local store).
+An append makes the same requests whatever the chain length (S3: 7 requests, no listing;
+tests/test_lineage_chain.py counts them); differences between the two append rows are the shared
+machine's load. S3 verification reads the original version of every object with its Object Lock
+headers (two GETs per manifest: the manifest and its sequence claim, 16 threads), so on this machine,
+where SeaweedFS and the client share the same 2 busy cores, it is bound by per-request cost.
 """)
     print(OUT.read_text())
 

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import make_drop
 from trialsynth.domains import DOMAINS
 from trialsynth.ingest.landing import IncompleteDropError, open_drop, scan_ready_drops
-from trialsynth.ingest.pipeline import ingest_raw_version
+from trialsynth.ingest.pipeline import ingest_raw_version, read_quarantine
 from trialsynth.ingest.raw_zone import land_drop
 from trialsynth.ingest.readers import UnreadableFileError, read_file
 from trialsynth.names import partition_key, validate_name
@@ -51,15 +51,15 @@ def test_wrong_type_and_out_of_range_go_to_quarantine_with_row_and_column(tmp_pa
     version, report, lake = ingest(tmp_path, {"dm.csv": (DM_HEADER + "".join(rows)).encode()})
     dm = report.domains["dm"]
     assert (dm.rows_in, dm.rows_passed, dm.rows_quarantined) == (3, 1, 2)
-    reasons = pl.read_parquet(dm.quarantine_path.with_name("dm_reasons.parquet"))
+    reasons = read_quarantine(dm.reasons_path, "t1")
     got = {(r["row"], r["column"], r["rule"]) for r in reasons.to_dicts()}
     assert (2, "AGE", "type:float") in got
     assert (3, "AGE", "expect_column_values_to_be_between") in got
     assert (3, "RFSTDTC", "expect_column_values_to_match_regex") in got
     assert set(reasons["file"]) == {"dm.csv"}
-    quarantined = pl.read_parquet(dm.quarantine_path)
+    quarantined = read_quarantine(dm.quarantine_path, "t1")
     assert quarantined.filter(pl.col("_source_row") == 2)["AGE"].item() == "seventy"  # original text kept
-    assert version.file_path("dm.csv").read_bytes().count(b"\n") == 4  # raw bytes untouched
+    assert version.read_bytes("dm.csv").count(b"\n") == 4  # raw bytes untouched
 
 
 def test_duplicate_keys_are_quarantined(tmp_path):
@@ -73,7 +73,7 @@ def test_truncated_csv_is_rejected_whole(tmp_path):
     assert report.failures["dm.csv"].startswith(f"dm.csv: truncated at byte {len(data)}: ")
     assert "has 7 of 10 fields" in report.failures["dm.csv"]
     assert "dm" not in report.domains and not (lake / "t1" / "S1" / "bronze" / "dm.parquet").exists()
-    assert version.file_path("dm.csv").read_bytes() == data  # the raw zone keeps the bytes as sent
+    assert version.read_bytes("dm.csv") == data  # the raw zone keeps the bytes as sent
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_unreadable_file_fails_with_clear_error_and_keeps_raw_bytes(tmp_path, na
     version, report, lake = ingest(tmp_path, {name: data, "ae.csv": b"STUDYID,USUBJID,AESEQ,AETERM\nS1,S1-001,1,Headache\n"})
     assert name in report.failures
     assert report.failures[name].startswith(f"{name}: ") and message in report.failures[name]
-    assert version.file_path(name).read_bytes() == data  # the raw zone keeps the bytes as sent
+    assert version.read_bytes(name) == data  # the raw zone keeps the bytes as sent
     # the drop is not taken: nothing of it reaches bronze (a study's bronze is always one whole drop)
     assert not report.bronze_written and not (lake / "t1" / "S1" / "bronze").exists()
     assert report.domains["ae"].rows_in == 1  # the other files were still checked, for the report

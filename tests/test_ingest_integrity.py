@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import make_drop
 from trialsynth.ingest.landing import open_drop
-from trialsynth.ingest.pipeline import ingest_raw_version
+from trialsynth.ingest.pipeline import ingest_raw_version, read_quarantine
 from trialsynth.ingest.raw_zone import land_drop
 
 DM = "STUDYID,DOMAIN,USUBJID,SITEID,AGE,SEX,RFSTDTC\n"
@@ -30,7 +30,7 @@ def run(tmp_path: Path, files: dict[str, bytes | str], drop_id: str = "d1", tena
 
 
 def reasons(report, name: str) -> pl.DataFrame:
-    return pl.read_parquet(report.domains[name].reasons_path)
+    return read_quarantine(report.domains[name].reasons_path, report.tenant)
 
 
 # ------------------------------------------------------------------ item 6: impossible dates
@@ -121,7 +121,7 @@ def test_a_drop_naming_another_study_is_rejected_and_bronze_keeps_the_previous_d
     assert "STUDYID 'S2'" in report.failures["dm.csv"] and "study folder 'S1'" in report.failures["dm.csv"]
     assert "rows [2]" in report.failures["dm.csv"]
     assert {p.name: p.read_bytes() for p in (study_dir / "bronze").iterdir()} == before  # untouched, whole
-    assert raw.file_path("dm.csv").read_text() == other  # raw bytes kept
+    assert raw.read_bytes("dm.csv").decode() == other  # raw bytes kept
 
 
 def test_files_disagreeing_on_studyid_reject_the_drop(tmp_path):

@@ -59,7 +59,7 @@ def assert_drop_lands_nothing_from(tmp_path: Path, study: str, files: dict[str, 
     assert report.failures[name].startswith(f"{name}: ")
     for fragment in fragments:
         assert fragment in report.failures[name]
-    assert raw.file_path(name).read_bytes() == files[name]
+    assert raw.read_bytes(name) == files[name]
     assert not (bronze_dir(lake, "t1", study) / f"{domain}.parquet").exists()
 
 

@@ -61,6 +61,7 @@ def test_nightly_schedule_runs_only_the_verification():
 
     defs = dg.Definitions(assets=[lineage_verification, bronze_like], jobs=[study_pipeline_job, lineage_verification_job],
                           schedules=[nightly_lineage_verification], resources={"lineage": LineageResource()})
+    dg.Definitions.validate_loadable(defs)  # e.g. a job named like an op would not load
     schedule = defs.resolve_schedule_def("nightly_lineage_verification")
     assert schedule.cron_schedule == "30 3 * * *" and schedule.job_name == "verify_lineage"
     assert defs.resolve_job_def("verify_lineage").asset_layer.selected_asset_keys == {dg.AssetKey("lineage_verification")}

@@ -129,12 +129,15 @@ def test_whole_chain_rewritten_and_rehashed(kind, tmp_path, request):
     # Without the key: new content, hashes and links recomputed, but the old signatures cannot follow.
     forger = FileSigner(tmp_path / "forger.pem")
     _rebuild(store, forger, tmp_path, tamper_params=True)
-    first = _first_failure(store)
+    report = verify(store)
+    first = report.partitions[0].first_failure
     assert first.sequence == 0
     if kind == "local":
         assert f"signed with key {forger.key_id}, which is not a trusted key" in first.problem
     else:  # the locked originals are still there and what is verified; the rewrite shows as overwrites
         assert "was overwritten" in first.problem
+        assert report.first_failure.partition == "published keys"  # the forger's key, published unlocked
+        assert "has no COMPLIANCE retention" in report.first_failure.problem
     # With the genuine key (an insider rebuilding the chain from scratch): the signed checkpoint catches it.
     _rebuild(store, store.signer, tmp_path, tamper_params=True)
     failures = verify(store).partitions[0].failures
@@ -203,5 +206,7 @@ def test_s3_retention_missing_or_expired_is_named(tmp_path, request):
     assert any(f.sequence == 1 and "has no COMPLIANCE retention" in f.problem for f in failures)
     assert not any(f.sequence == 0 for f in failures)
     time.sleep(2.5)
-    first = _first_failure(store)
+    report = verify(store)
+    assert report.first_failure.partition == "published keys" and "retention expired" in report.first_failure.problem
+    first = report.partitions[0].first_failure
     assert first.sequence == 0 and "retention expired" in first.problem

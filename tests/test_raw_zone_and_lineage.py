@@ -32,7 +32,7 @@ def test_raw_zone_is_immutable_and_versioned(tmp_path):
     (drop.path / "dm.csv").write_bytes(b"a,b\n1,3\n")  # re-drop with different bytes
     v2 = land_drop(drop, tmp_path / "raw")
     assert v2.created and v2.version == 2
-    assert v1.file_path("dm.csv").read_bytes() == b"a,b\n1,2\n"  # v1 untouched
+    assert v1.read_bytes("dm.csv") == b"a,b\n1,2\n"  # v1 untouched
     manifest = json.loads((v2.path / "_manifest.json").read_text())
     assert manifest["files"]["dm.csv"] == v2.files["dm.csv"] != v1.files["dm.csv"]
 

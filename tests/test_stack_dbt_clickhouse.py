@@ -1,20 +1,92 @@
-"""The ClickHouse settings reach dbt: with `warehouse.target: clickhouse` settings pointing at the
-stack's endpoint, the env that assets/warehouse.py gives dbt makes dbt_project's `clickhouse`
-profile connect there, as that user, with the password from the env var the settings name. The slow
-test builds every model and data test of dbt_project in the endpoint and rebuilds one partition."""
+"""dbt_project on the ClickHouse target (issue 10, item 2).
+
+- The ClickHouse settings reach dbt: with `warehouse.target: clickhouse` settings pointing at the
+  stack's endpoint, the env that assets/warehouse.py gives dbt makes dbt_project's `clickhouse`
+  profile connect there, as that user, with the password from the env var the settings name.
+- Physical design: every star-schema and mart model is a MergeTree table partitioned by
+  (tenant_id, study_id) with a sorting key beginning with them; DuckDB gets none of it.
+- A partition-scoped run reads only its partition's lake folder (file() locally, s3() on S3 with
+  credentials never in the project's SQL) and swaps its rows in with REPLACE PARTITION: an empty
+  re-drop empties the partition, a failing rebuild leaves the old rows in place (DuckDB: the
+  delete+insert transaction rolls back), other partitions are untouched.
+- The slow test builds every model and data test of dbt_project in the endpoint and rebuilds one
+  partition.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import clickhouse_connect
+import duckdb
 import pytest
-from dbt.cli.main import dbtRunner
+import yaml
+from dbt.cli.main import dbtRunner, dbtRunnerResult
 
-from tests.test_dbt_project import ACME, DBT_DIR, write_fixture_lake
+from infra.stack.clickhouse import ClickHouseEndpoint
+from tests.test_dbt_project import (
+    ACME,
+    DBT_DIR,
+    PILOT,
+    acme_rows,
+    pilot_rows,
+    write_bronze,
+    write_fixture_lake,
+)
 from trialsynth.settings import get_settings
 
+ACME_VARS = json.dumps({"tenant": ACME[0], "study": ACME[1]})
+KEYS = ["tenant_id", "study_id"]
 
+
+# --------------------------------------------------------------------------- helpers (also used by
+# tests/test_clickhouse_same_numbers.py)
+def clickhouse_dbt_env(endpoint: ClickHouseEndpoint, database: str) -> dict[str, str]:
+    """The env assets/warehouse.py dbt_environment() gives dbt for settings pointing at ``endpoint``
+    (database ``database``), plus the password under the env var those settings name."""
+    from assets.warehouse import dbt_environment  # imported late: it parses the dbt project
+
+    overrides = {"TRIALSYNTH_WAREHOUSE__TARGET": "clickhouse", "TRIALSYNTH_WAREHOUSE__CLICKHOUSE_HOST": endpoint.host,
+                 "TRIALSYNTH_WAREHOUSE__CLICKHOUSE_PORT": str(endpoint.port),
+                 "TRIALSYNTH_WAREHOUSE__CLICKHOUSE_USER": endpoint.user,
+                 "TRIALSYNTH_WAREHOUSE__CLICKHOUSE_DATABASE": database}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in overrides.items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        env = dbt_environment()
+        password_env = get_settings().warehouse.clickhouse_password_env
+    get_settings.cache_clear()
+    return {**env, password_env: endpoint.password}
+
+
+def clickhouse_client(endpoint: ClickHouseEndpoint, database: str = "default"):
+    return clickhouse_connect.get_client(host=endpoint.host, port=endpoint.port, username=endpoint.user,
+                                         password=endpoint.password, database=database, compress=False)
+
+
+def dbt(args: list[str], target: str, work: Path) -> dbtRunnerResult:
+    """dbt in-process on dbt_project for ``target``, artefacts and logs under ``work``."""
+    return dbtRunner().invoke([*args, "--target", target, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
+                               "--target-path", str(work / "target"), "--log-path", str(work / "logs"), "--quiet"])
+
+
+def failures(result: dbtRunnerResult) -> list[str]:
+    return [f"{r.node.name}: {r.status} {r.message}" for r in result.result or []
+            if str(r.status) not in ("success", "pass", "warn")]
+
+
+def compiled(work: Path) -> dict[str, dict]:
+    """Model name -> manifest node of the last dbt command run with ``work``."""
+    nodes = json.loads((work / "target" / "manifest.json").read_text())["nodes"]
+    return {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
+
+
+# --------------------------------------------------------------------------- settings -> profile
 @pytest.fixture
 def clickhouse_settings(stack, settings, monkeypatch):
     for name, value in stack.environment().items():
@@ -49,6 +121,190 @@ def test_dbt_fails_without_the_named_password(clickhouse_settings, monkeypatch) 
     assert not _dbt_debug(monkeypatch)
 
 
+# --------------------------------------------------------------------------- physical design (no server)
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict]]:
+    """target -> model -> manifest node, from `dbt parse` (configs need no warehouse)."""
+    out = {}
+    for target in ("duckdb", "clickhouse"):
+        work = tmp_path_factory.mktemp(f"parse_{target}")
+        result = dbt(["parse"], target, work)
+        assert result.success, result.exception
+        out[target] = compiled(work)
+    return out
+
+
+def test_every_model_is_materialized_on_both_targets(parsed: dict[str, dict[str, dict]]) -> None:
+    duck, ch = parsed["duckdb"], parsed["clickhouse"]
+    assert set(duck) == set(ch) and len(ch) > 25
+    for name, node in ch.items():
+        expected = "view" if name.startswith("stg_") else "incremental"
+        assert node["config"]["materialized"] == duck[name]["config"]["materialized"] == expected, name
+
+
+def test_clickhouse_tables_are_mergetree_partitioned_by_tenant_and_study(parsed: dict[str, dict[str, dict]]) -> None:
+    tables = {n: node["config"] for n, node in parsed["clickhouse"].items() if not n.startswith("stg_")}
+    for name, config in tables.items():
+        assert re.fullmatch(r"\w*MergeTree\(.*\)", config["engine"]), (name, config["engine"])
+        assert config["order_by"][:2] == KEYS, (name, config["order_by"])
+        assert config["partition_by"] == "(tenant_id, study_id)", name
+        assert config["incremental_strategy"] == "insert_overwrite" and not config["unique_key"], name
+        assert not config["pre-hook"] or "clear_partition" in config["pre-hook"][0]["sql"], name
+    # the sorting key is chosen per model: not one default everywhere
+    assert len({tuple(c["order_by"]) for c in tables.values()}) > 10
+
+
+def test_duckdb_keeps_delete_insert_and_ignores_the_clickhouse_design(parsed: dict[str, dict[str, dict]]) -> None:
+    for name, node in parsed["duckdb"].items():
+        if name.startswith("stg_"):
+            continue
+        config = node["config"]
+        assert config["incremental_strategy"] == "delete+insert" and config["unique_key"] == "tenant_id, study_id", name
+        assert not config["partition_by"], name  # dbt-duckdb would try to partition (DuckLake only) and warn
+
+
+# --------------------------------------------------------------------------- partition-scoped reads (no server)
+def test_a_partition_run_reads_only_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("TRIALSYNTH_LAKE_DIR", str(lake))
+    assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm", "mart_power_curves", "--vars", ACME_VARS],
+               "clickhouse", tmp_path).success
+    nodes = compiled(tmp_path)
+    stg, power = nodes["stg_dm"], nodes["mart_power_curves"]
+    assert f"file('{lake}/{{acme}}/{{ACME-001}}/bronze/dm.parquet', 'Parquet')" in stg["compiled_code"]
+    assert f"file('{lake}/{{acme}}/{{ACME-001}}/design/power_curves.parquet', 'Parquet'," in power["compiled_code"]
+    assert "/*/*/" not in stg["compiled_code"] + power["compiled_code"]
+    # the run's views live in a schema of their own: another partition's run never redefines them
+    assert re.fullmatch(r"trialsynth__acme__acme_001_[0-9a-f]{6}", stg["schema"]) and power["schema"] == "trialsynth"
+
+    assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm"], "clickhouse", tmp_path).success
+    stg = compiled(tmp_path)["stg_dm"]
+    assert f"file('{lake}/*/*/bronze/dm.parquet', 'Parquet')" in stg["compiled_code"] and stg["schema"] == "trialsynth"
+
+
+def test_an_s3_lake_is_read_with_s3_and_credentials_stay_out_of_the_sql(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "http://127.0.0.1:9/trialsynth-lake/lake"
+    monkeypatch.setenv("TRIALSYNTH_LAKE_DIR", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-never-in-git")
+    monkeypatch.setenv("TRIALSYNTH_DBT_LAKE_S3_COLLECTION", "trialsynth_lake")
+    assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm", "--vars", ACME_VARS], "clickhouse", tmp_path).success
+    # named collection: url and keys stay in ClickHouse, dbt passes the path below the lake root
+    assert ("s3(trialsynth_lake, filename = '{acme}/{ACME-001}/bronze/dm.parquet', format = 'Parquet')"
+            in compiled(tmp_path)["stg_dm"]["compiled_code"])
+    assert not any("secret-never-in-git" in p.read_text() for p in (tmp_path / "target").rglob("*.sql"))
+    # without one: the keys of the environment, as arguments of s3()
+    monkeypatch.delenv("TRIALSYNTH_DBT_LAKE_S3_COLLECTION")
+    assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm"], "clickhouse", tmp_path).success
+    assert (f"s3('{url}/*/*/bronze/dm.parquet', 'AKIDTEST', 'secret-never-in-git', 'Parquet')"
+            in compiled(tmp_path)["stg_dm"]["compiled_code"])
+    committed = [p for d in ("models", "macros", "tests") for p in (DBT_DIR / d).rglob("*") if p.is_file()]
+    assert not any("secret-never-in-git" in p.read_text() for p in committed + [DBT_DIR / "dbt_project.yml"])
+
+
+# --------------------------------------------------------------------------- partition replacement
+SMALL = ["stg_dm", "stg_ae", "fact_ae"]
+
+
+class Warehouse:
+    """The fact_ae rows of one target, by tenant."""
+
+    def __init__(self, target: str, work: Path, endpoint: ClickHouseEndpoint | None, database: str) -> None:
+        self.target, self.work, self.endpoint, self.database = target, work, endpoint, database
+
+    def counts(self) -> dict[str, int]:
+        sql = "select tenant_id, count(*) from fact_ae group by tenant_id"
+        if self.target == "clickhouse":
+            return dict(clickhouse_client(self.endpoint, self.database).query(sql).result_rows)
+        with duckdb.connect(str(self.work / "warehouse.duckdb"), read_only=True) as con:
+            return dict(con.execute(sql).fetchall())
+
+    def run(self, *args: str, select: list[str] = SMALL) -> dbtRunnerResult:
+        return dbt(["run", "--select", *select, *args], self.target, self.work)
+
+
+@pytest.fixture(params=["duckdb", "clickhouse"])
+def warehouse(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
+    lake = tmp_path / "lake"
+    write_fixture_lake(lake)
+    endpoint, database = None, f"t_{uuid.uuid4().hex[:10]}"
+    env = {"TRIALSYNTH_LAKE_DIR": str(lake), "TRIALSYNTH_WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    if request.param == "clickhouse":
+        endpoint = request.getfixturevalue("clickhouse_endpoint")
+        env = {**clickhouse_dbt_env(endpoint, database), **env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    wh = Warehouse(request.param, tmp_path, endpoint, database)
+    result = wh.run()
+    assert result.success, failures(result) or result.exception
+    yield wh
+    if endpoint is not None:
+        clickhouse_client(endpoint).command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_an_empty_redrop_empties_only_its_partition(warehouse: Warehouse, tmp_path: Path) -> None:
+    assert warehouse.counts() == {"acme": 2, "pilot": 1}
+    acme = acme_rows()
+    del acme["ae"]  # re-drop without AEs
+    write_bronze(tmp_path / "lake", *ACME, acme)
+    pilot = pilot_rows()
+    pilot["ae"].append({**pilot["ae"][0], "AESEQ": 2.0})  # changed too, but not rebuilt
+    write_bronze(tmp_path / "lake", *PILOT, pilot, extras=("DMDTC",))
+    result = warehouse.run("--vars", ACME_VARS)
+    assert result.success, failures(result) or result.exception
+    assert warehouse.counts() == {"pilot": 1}
+
+
+def test_a_failing_rebuild_keeps_the_partitions_rows(warehouse: Warehouse, tmp_path: Path) -> None:
+    assert warehouse.run("--vars", ACME_VARS).success  # the partition's own staging views exist
+    (tmp_path / "lake" / ACME[0] / ACME[1] / "bronze" / "ae.parquet").write_bytes(b"not parquet")
+    result = warehouse.run("--vars", ACME_VARS, select=["fact_ae"])
+    assert not result.success
+    assert warehouse.counts() == {"acme": 2, "pilot": 1}
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    if warehouse.target == "clickhouse":
+        assert "replace partition id" in log and not re.search(r"(?i)\bdelete\s+from\b", log)
+    else:  # the pre-hook's delete ran, then the transaction rolled back
+        deletes = list(re.finditer(r"delete from \S+fact_ae\S* where \(tenant_id = 'acme'", log))
+        assert deletes and "ROLLBACK" in log[deletes[-1].end():]
+
+
+# --------------------------------------------------------------------------- the lake on S3
+def test_clickhouse_reads_the_partition_from_an_s3_lake(seaweedfs, clickhouse_endpoint, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture lake uploaded to SeaweedFS, read through a named collection holding the bucket's
+    URL and keys (created in ClickHouse, never seen by dbt): the same rows as from local files."""
+    bucket, database = f"lake-{uuid.uuid4().hex[:8]}", f"t_{uuid.uuid4().hex[:10]}"
+    write_fixture_lake(tmp_path / "lake")
+    seaweedfs.make_bucket(bucket)
+    s3 = seaweedfs.client()
+    for path in (tmp_path / "lake").rglob("*.parquet"):
+        s3.put_object(Bucket=bucket, Key=f"lake/{path.relative_to(tmp_path / 'lake')}", Body=path.read_bytes(),
+                      ChecksumAlgorithm="SHA256")
+    url = f"{seaweedfs.endpoint}/{bucket}/lake"
+    client = clickhouse_client(clickhouse_endpoint)
+    client.command(f"CREATE NAMED COLLECTION lake_{database} AS url = '{url}/', "
+                   f"access_key_id = '{seaweedfs.access_key}', secret_access_key = '{seaweedfs.secret_key}'")
+    env = {**clickhouse_dbt_env(clickhouse_endpoint, database), "TRIALSYNTH_LAKE_DIR": url,
+           "TRIALSYNTH_DBT_LAKE_S3_COLLECTION": f"lake_{database}", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    try:
+        result = dbt(["run", "--select", *SMALL, "--vars", ACME_VARS], "clickhouse", tmp_path)
+        assert result.success, failures(result) or result.exception
+        rows = clickhouse_client(clickhouse_endpoint, database).query(
+            "select usubjid, seq, is_serious, days_onset_to_entry from fact_ae order by usubjid").result_rows
+        assert rows == [("A-001", 1, False, 8), ("A-002", 1, True, 1)]  # acme's two AEs (tests/test_dbt_project.py)
+        assert seaweedfs.secret_key not in "".join(p.read_text() for p in (tmp_path / "target").rglob("*.sql"))
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {database}")
+        client.command(f"DROP NAMED COLLECTION IF EXISTS lake_{database}")
+
+
+# --------------------------------------------------------------------------- the whole project (slow)
 @pytest.mark.slow
 def test_dbt_project_builds_in_clickhouse_endpoint(clickhouse_settings, stack, monkeypatch, tmp_path) -> None:
     """Every model and data test of dbt_project on the ClickHouse target (the fixture lake of
@@ -58,8 +314,6 @@ def test_dbt_project_builds_in_clickhouse_endpoint(clickhouse_settings, stack, m
     write_fixture_lake(tmp_path / "lake")
     for name, value in {**dbt_environment(), "TRIALSYNTH_LAKE_DIR": str(tmp_path / "lake")}.items():
         monkeypatch.setenv(name, value)
-    args = ["--target", "clickhouse", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-            "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"), "--quiet"]
     client = clickhouse_connect.get_client(host=stack.clickhouse.host, port=stack.clickhouse.port,
                                            password=stack.clickhouse.password, compress=False)
 
@@ -67,11 +321,24 @@ def test_dbt_project_builds_in_clickhouse_endpoint(clickhouse_settings, stack, m
         tables = client.query("SELECT name FROM system.tables WHERE database = 'trialsynth' AND engine LIKE '%MergeTree'")
         return {t: client.command(f"SELECT count() FROM trialsynth.{t}") for (t,) in tables.result_rows}
 
-    first = dbtRunner().invoke(["build", *args])
-    assert first.success, [(r.node.name, str(r.status), r.message) for r in first.result or [] if str(r.status) not in ("success", "pass")]
+    first = dbt(["build"], "clickhouse", tmp_path)
+    assert first.success, failures(first) or first.exception
     assert sum(r.node.resource_type == "model" for r in first.result) > 25
     built = table_rows()
     assert built["fact_observation"] > 0 and built["dim_subject"] > 0
-    again = dbtRunner().invoke(["build", "--vars", json.dumps({"tenant": ACME[0], "study": ACME[1]}), *args])
-    assert again.success
+    keys = client.query("SELECT name, partition_key, sorting_key FROM system.tables WHERE database = 'trialsynth' "
+                        "AND engine LIKE '%MergeTree'").result_rows
+    assert len(keys) == len(built) and all(p == "(tenant_id, study_id)" and s.startswith("tenant_id, study_id")
+                                           for _, p, s in keys)
+    again = dbt(["build", "--vars", ACME_VARS], "clickhouse", tmp_path)
+    assert again.success, failures(again) or again.exception
     assert table_rows() == built
+
+
+def test_project_config_names_every_model_once() -> None:
+    """dbt_project.yml's per-model sorting keys name models that exist (a typo would silently
+    fall back to the folder's default key)."""
+    models = {p.stem for p in (DBT_DIR / "models").rglob("*.sql")}
+    config = yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())["models"]["trialsynth"]
+    named = [k for folder in config.values() for k in folder if not k.startswith("+")]
+    assert named and set(named) <= models and len(named) == len(set(named))

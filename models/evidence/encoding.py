@@ -116,6 +116,15 @@ def distance_encoder(categorical: Sequence[str], numeric: Sequence[str]) -> Colu
     )
 
 
+ENCODING_DESCRIPTION = (
+    "Euclidean distance after encoding: numeric columns standardized with the real training rows' mean "
+    "and standard deviation (1 unit = 1 SD), a missing numeric value set to the mean plus a 0/1 "
+    "missing-indicator column, categorical columns one-hot (two records differing in one category are "
+    "sqrt(2) apart; categories unseen in the training rows encode as all zeros)"
+)
+"""What :func:`distance_encoder` does, in words, for reports and tables of record distances."""
+
+
 def model_frames(frames: Sequence[pd.DataFrame], categorical: Sequence[str]) -> list[pd.DataFrame]:
     """Clean frames recoded for HistGradientBoosting with ``categorical_features="from_dtype"``.
 

@@ -23,11 +23,17 @@ from models.evidence.encoding import MISSING, model_frames, subsample
 
 
 class MetricValue(NamedTuple):
-    """One measured value: ``variable`` is a column, ``"A|B"`` for a pair, or None for the table."""
+    """One measured value: ``variable`` is a column, ``"A|B"`` for a pair, or None for the table.
+
+    ``low`` / ``high``: a confidence interval of the value when one is known (NaN otherwise); the
+    metric is then graded on the interval (:meth:`~models.evidence.thresholds.Threshold.level_of_interval`).
+    """
 
     metric: str
     variable: str | None
     value: float
+    low: float = float("nan")
+    high: float = float("nan")
 
 
 def _observed(values: pd.Series) -> np.ndarray:
@@ -183,6 +189,30 @@ def _macro_ovr_auc(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -
     return float(np.mean(scores))
 
 
+def _fit_and_score(
+    x: pd.DataFrame, y: np.ndarray, x_hold: pd.DataFrame, y_hold: np.ndarray, is_cat: bool,
+    random_state: int | None,
+) -> dict[str, float]:
+    """Fit the utility model on (x, y) and score it on the holdout: AUC and accuracy, or R2 and RMSE."""
+    if is_cat:
+        model = (
+            _boosting(HistGradientBoostingClassifier, len(y), random_state)
+            if len(np.unique(y)) > 1
+            else DummyClassifier(strategy="prior")
+        ).fit(x, y)
+        return {"auc": _macro_ovr_auc(y_hold, model.predict_proba(x_hold), model.classes_),
+                "accuracy": float(accuracy_score(y_hold, model.predict(x_hold)))}
+    pred = _boosting(HistGradientBoostingRegressor, len(y), random_state).fit(x, y).predict(x_hold)
+    return {"r2": float(r2_score(y_hold, pred)), "rmse": float(root_mean_squared_error(y_hold, pred))}
+
+
+def _ratio(real: dict[str, float], synthetic: dict[str, float]) -> float:
+    """AUC(synthetic) / AUC(real), or RMSE(real) / RMSE(synthetic)."""
+    if "auc" in real:
+        return synthetic["auc"] / real["auc"]
+    return real["rmse"] / synthetic["rmse"] if synthetic["rmse"] > 0 else 1.0
+
+
 def utility_scores(
     train: pd.DataFrame,
     synthetic: pd.DataFrame,
@@ -191,7 +221,9 @@ def utility_scores(
     categorical: Sequence[str],
     *,
     random_state: int | None = 0,
-) -> dict[str, float | str]:
+    n_bootstrap: int = 50,
+    confidence: float = 0.95,
+) -> dict[str, float | str | int]:
     """Train-on-synthetic vs train-on-real, both tested on the real holdout (clean frames).
 
     A HistGradientBoosting model predicts ``target`` from all other columns. For a categorical
@@ -199,7 +231,15 @@ def utility_scores(
     AUC(synthetic) / AUC(real). For a numeric target: R2 and RMSE, ratio = RMSE(real) /
     RMSE(synthetic). A ratio of 1 means the synthetic data is as useful as the real data. Rows with
     a missing target are dropped.
+
+    ``ratio_low`` / ``ratio_high``: percentile bootstrap interval (``confidence``) of the ratio over
+    ``n_bootstrap`` replicates, each resampling the real training, synthetic and holdout rows with
+    replacement and refitting both models, so it covers the noise of all three samples (a holdout of
+    50 rows alone moves an AUC by about 0.1). Replicates whose holdout lacks a second class are
+    redrawn. ``n_bootstrap=0``: no interval (NaN).
     """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     is_cat = target in categorical
     present = [
         df[df[target] != MISSING] if is_cat else df[df[target].notna()] for df in (train, synthetic, holdout)
@@ -210,30 +250,104 @@ def utility_scores(
     if is_cat and present[2][target].nunique() < 2:
         raise ValueError(f"utility needs at least 2 classes of target {target!r} in the holdout")
     features = [c for c in train.columns if c != target]
-    x_train, x_synth, x_hold = model_frames(
-        [df[features] for df in present], [c for c in categorical if c != target]
-    )
-    y_hold = present[2][target].to_numpy()
-    scores: dict[str, float | str] = {"target": target, "task": "classification" if is_cat else "regression"}
-    for label, x, df in (("real", x_train, present[0]), ("synthetic", x_synth, present[1])):
-        y = df[target].to_numpy()
-        if is_cat:
-            model = (
-                _boosting(HistGradientBoostingClassifier, len(y), random_state)
-                if len(np.unique(y)) > 1
-                else DummyClassifier(strategy="prior")
-            ).fit(x, y)
-            scores[f"auc_{label}"] = _macro_ovr_auc(y_hold, model.predict_proba(x_hold), model.classes_)
-            scores[f"accuracy_{label}"] = float(accuracy_score(y_hold, model.predict(x_hold)))
-        else:
-            model = _boosting(HistGradientBoostingRegressor, len(y), random_state)
-            pred = model.fit(x, y).predict(x_hold)
-            scores[f"r2_{label}"] = float(r2_score(y_hold, pred))
-            scores[f"rmse_{label}"] = float(root_mean_squared_error(y_hold, pred))
-    if is_cat:
-        scores["ratio"] = scores["auc_synthetic"] / scores["auc_real"]
-    else:
-        scores["ratio"] = (
-            scores["rmse_real"] / scores["rmse_synthetic"] if scores["rmse_synthetic"] > 0 else 1.0
-        )
+    xs = model_frames([df[features] for df in present], [c for c in categorical if c != target])
+    ys = [df[target].to_numpy() for df in present]
+
+    def scores_of(idx: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
+        x_hold, y_hold = xs[2].iloc[idx[2]], ys[2][idx[2]]
+        return tuple(_fit_and_score(xs[i].iloc[idx[i]], ys[i][idx[i]], x_hold, y_hold, is_cat, random_state)
+                     for i in (0, 1))
+
+    real, synth = scores_of([np.arange(len(y)) for y in ys])
+    scores: dict[str, float | str | int] = {"target": target, "task": "classification" if is_cat else "regression"}
+    scores.update({f"{k}_real": v for k, v in real.items()})
+    scores.update({f"{k}_synthetic": v for k, v in synth.items()})
+    scores["ratio"] = _ratio(real, synth)
+    rng = np.random.default_rng(random_state)
+    ratios = []
+    while len(ratios) < n_bootstrap:
+        idx = [rng.integers(0, len(y), len(y)) for y in ys]
+        if is_cat and len(np.unique(ys[2][idx[2]])) < 2:
+            continue
+        ratios.append(_ratio(*scores_of(idx)))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail]) if ratios else (np.nan, np.nan)
+    scores.update({"ratio_low": float(low), "ratio_high": float(high), "n_bootstrap": n_bootstrap,
+                   "confidence": confidence})
     return scores
+
+
+RANDOMIZED_COLUMNS = ("ARM", "ARMCD", "ACTARM", "ACTARMCD", "ARMNRS")
+"""Columns left out of the automatic utility target: randomized, hence independent of every baseline
+column by design (predicting them measures noise: a real-data AUC near 0.5)."""
+MIN_TARGET_SIGNAL = 0.2
+"""Least real-data signal for an automatic utility target: 2 AUC - 1 (categorical) or R2 (numeric)."""
+
+
+class TargetChoice(NamedTuple):
+    """Utility targets and why: ``screen`` has one row per column considered (column, task, score,
+    signal, note), best first."""
+
+    targets: list[str]
+    reason: str
+    screen: pd.DataFrame
+
+
+def choose_utility_targets(
+    real: pd.DataFrame,
+    categorical: Sequence[str],
+    *,
+    max_targets: int = 1,
+    exclude: Sequence[str] = RANDOMIZED_COLUMNS,
+    random_state: int | None = 0,
+) -> TargetChoice:
+    """The columns of ``real`` (a clean frame) that the other columns predict best: utility targets
+    that carry signal.
+
+    Each column is screened by 3-fold cross-validation of a small gradient-boosting model (50
+    iterations) on the real rows: ROC AUC for a categorical column (2-20 classes, at least 10 rows in
+    its second-largest class), R2 for a numeric one (at least 10 distinct values, observed in half the
+    rows). Signal is 2 AUC - 1 or R2, both 0 for no signal and 1 for perfect prediction; the
+    ``max_targets`` columns with the most signal, at least :data:`MIN_TARGET_SIGNAL`, are chosen.
+    Columns in ``exclude`` (the randomized arm) are not considered.
+    """
+    rows, skipped = [], [c for c in real.columns if c in set(exclude)]
+    for col in real.columns:
+        if col in skipped:
+            continue
+        is_cat = col in categorical
+        values = real[col]
+        if is_cat:
+            counts = values[values != MISSING].value_counts()
+            usable = 2 <= len(counts) <= 20 and counts.iloc[1] >= 10
+        else:
+            usable = values.nunique() >= 10 and values.notna().mean() >= 0.5
+        if not usable:
+            continue
+        keep = (values != MISSING) if is_cat else values.notna()
+        features = [c for c in real.columns if c != col]
+        (x,) = model_frames([real.loc[keep, features]], [c for c in categorical if c != col])
+        y = values[keep].to_numpy()
+        model_cls = HistGradientBoostingClassifier if is_cat else HistGradientBoostingRegressor
+        model = model_cls(max_iter=50, categorical_features="from_dtype", random_state=random_state)
+        scoring = ("roc_auc_ovr" if len(np.unique(y)) > 2 else "roc_auc") if is_cat else "r2"
+        cv = StratifiedKFold(3, shuffle=True, random_state=random_state) if is_cat else 3
+        score = float(np.mean(cross_val_score(model, x, y, cv=cv, scoring=scoring)))
+        signal = 2 * score - 1 if is_cat else score
+        rows.append({"column": col, "task": "classification" if is_cat else "regression",
+                     "score": score, "signal": signal, "note": "AUC" if is_cat else "R2"})
+    screen = pd.DataFrame(rows, columns=["column", "task", "score", "signal", "note"])
+    screen = screen.sort_values("signal", ascending=False, kind="stable", ignore_index=True)
+    chosen = screen[screen["signal"] >= MIN_TARGET_SIGNAL].head(max_targets)
+    left_out = f"; left out as randomized (independent of baseline by design): {', '.join(skipped)}" if skipped else ""
+    if chosen.empty:
+        best = (f"; best was {screen['column'].iloc[0]} with signal {screen['signal'].iloc[0]:.2f}"
+                if len(screen) else "")
+        reason = (f"no column carries signal: none of {len(screen)} candidate column(s) reaches "
+                  f"{MIN_TARGET_SIGNAL:g} (2 AUC - 1 or R2, 3-fold CV on the real rows){best}{left_out}")
+        return TargetChoice([], reason, screen)
+    parts = [f"{r.column} ({r.note} {r.score:.2f} predicting it from the other columns, 3-fold CV on the real rows)"
+             for r in chosen.itertuples()]
+    reason = (f"chosen from the data: {', '.join(parts)}; the most predictable of {len(screen)} candidate "
+              f"column(s){left_out}")
+    return TargetChoice(list(chosen["column"]), reason, screen)

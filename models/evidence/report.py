@@ -17,8 +17,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from models.evidence.encoding import distance_encoder, subsample
+from models.evidence.encoding import ENCODING_DESCRIPTION, distance_encoder, subsample
 from models.evidence.metrics import correlation_matrix
+from models.evidence.thresholds import GROUPS, metric_info
 
 if TYPE_CHECKING:
     from models.evidence.pack import EvidencePack, PlotData
@@ -27,6 +28,7 @@ COLOURS = {"real": "#1f77b4", "imputed": "#2ca02c", "synthetic": "#d62728", "hol
 LEVEL_COLOURS = {"pass": "#d4edda", "warn": "#fff3cd", "fail": "#f8d7da"}
 _MAX_CATEGORIES_DRAWN = 20
 _MAX_POINTS_DRAWN = 2000
+_CLOSEST_PAIRS_SHOWN = 10
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
@@ -35,6 +37,10 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 
 td.num { text-align: right; font-family: monospace; }
 .badge { padding: 4px 12px; font-weight: bold; text-transform: uppercase; }
 .figures img { margin: 4px; border: 1px solid #eee; }
+.verdict { border: 2px solid #999; padding: 0.5em 1em; max-width: 70em; }
+.verdict li { margin: 0.3em 0; }
+dl.defs dt { font-weight: bold; margin-top: 0.4em; } dl.defs dd { margin-left: 1.5em; }
+tr.flag td { background: #f8d7da; } tr.pair-end td { border-bottom: 2px solid #666; }
 """ + "".join(f".{level} {{ background: {colour}; }}\n" for level, colour in LEVEL_COLOURS.items())
 
 
@@ -156,19 +162,73 @@ def _cell(value: object) -> str:
     return f"<td>{html.escape('' if value is None else str(value))}</td>"
 
 
-def _metric_table(pack: EvidencePack) -> str:
-    frame = pack.metrics_frame()
-    rows = [
-        [
-            _cell(r.metric),
-            _cell(r.variable),
-            _cell(r.value),
-            _cell(pack.thresholds[r.metric].describe()),
-            _cell(r.level),
+def _metric_groups(pack: EvidencePack) -> str:
+    """Metrics per group (fidelity / utility / privacy): definitions, then the table, most severe first."""
+    frame = pack.by_severity()
+    groups = frame["metric"].map(lambda m: metric_info(m).group)
+    out = []
+    for group in GROUPS:
+        part = frame[groups == group]
+        if part.empty:
+            continue
+        defs = "".join(
+            f"<dt>{html.escape(m)}</dt><dd>{html.escape(metric_info(m).definition)}"
+            + (f"; <i>scale:</i> {html.escape(metric_info(m).normalisation)}" if metric_info(m).normalisation else "")
+            + f"; {html.escape(pack.thresholds[m].describe())}</dd>"
+            for m in dict.fromkeys(part["metric"])
+        )
+        rows = [
+            [_cell(r.metric), _cell(r.variable), _cell(r.value),
+             _cell("" if np.isnan(r.ci_low) else f"{r.ci_low:.4g} to {r.ci_high:.4g}"),
+             _cell(pack.thresholds[r.metric].describe()), _cell(r.level)]
+            for r in part.itertuples()
         ]
-        for r in frame.itertuples()
-    ]
-    return _table(["metric", "variable", "value", "threshold", "level"], rows, list(frame["level"]))
+        out.append(f'<h3>{group.capitalize()}</h3><dl class="defs">{defs}</dl>'
+                   + _table(["metric", "variable", "value", "interval", "threshold", "level"], rows,
+                            list(part["level"])))
+    return "".join(out)
+
+
+def _details_rows(pack: EvidencePack) -> list[list[str]]:
+    sections = {"detection": pack.details.get("detection"), "privacy": pack.details.get("privacy"),
+                "closest_records": pack.details.get("closest_records")}
+    sections.update({f"utility[{u['target']}]": u for u in pack.details.get("utility") or []})
+    return [[_cell(f"{name}.{k}"), _cell(v)] for name, section in sections.items() for k, v in (section or {}).items()]
+
+
+def _closest_html(pack: EvidencePack, data: PlotData) -> str:
+    """The synthetic rows nearest to a real record, each shown above its closest real record."""
+    if pack.closest is None:
+        return "<p>Not computed (closest_k = 0).</p>"
+    closest = pack.closest.closest.sort_values(["distance", "synthetic_row"], kind="stable")
+    shown = closest.head(_CLOSEST_PAIRS_SHOWN)
+    columns = list(data.real.columns)
+    real_at = np.searchsorted(data.real_positions, shown["real_row"].to_numpy())
+    rows, classes = [], []
+    for pair, real_pos in zip(shown.itertuples(), real_at, strict=True):
+        flag = "flag" if pair.nearer_than_holdout_p5 else ""
+        rows.append([_cell(f"synthetic row {pair.synthetic_row}"), _cell(pair.distance)]
+                    + [_cell(v) for v in data.synthetic.iloc[pair.synthetic_row][columns]])
+        rows.append([_cell(f"real row {pair.real_row}"), _cell("")]
+                    + [_cell(v) for v in data.real.iloc[real_pos][columns]])
+        classes += [flag, f"{flag} pair-end"]
+    summary = pack.closest.summary()
+    return (f"<p>{summary['flagged_rows']} of {summary['synthetic_rows']} synthetic rows have a closest real "
+            f"(training) record nearer than the holdout's 5th percentile ({summary['holdout_p5']:.4g}); those "
+            f"pairs are shaded. Distance: {html.escape(ENCODING_DESCRIPTION)}. Shown: the "
+            f"{len(shown)} closest pairs; all {pack.closest.k} closest records of every synthetic row are in "
+            f"{html.escape(str(pack.details.get('closest_records', {}).get('file', 'closest_records.parquet')))}"
+            " beside this report. Dates are in days since 1970-01-01.</p>"
+            + _table(["row", "distance", *columns], rows, classes))
+
+
+def _verdict_html(pack: EvidencePack) -> str:
+    lines = pack.explanation()
+    targets = pack.details.get("utility_targets")
+    if targets:
+        lines.append(f"Utility target(s): {targets['reason']}.")
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines[1:])
+    return f'<div class="verdict"><p><b>{html.escape(lines[0])}</b></p><ul>{items}</ul></div>'
 
 
 def _guarantee_html(guarantee: dict | None) -> str:
@@ -185,7 +245,8 @@ def _guarantee_html(guarantee: dict | None) -> str:
 
 
 def render_html(pack: EvidencePack) -> str:
-    """The report as one HTML string: context, metric table, overlays, heatmaps, DCR, projection."""
+    """The report as one HTML string: what failed and why, context, metrics by group (most severe
+    first), overlays, heatmaps, DCR, closest pairs side by side, projection."""
     data = pack.plot_data
     if data is None:
         raise ValueError(
@@ -199,11 +260,7 @@ def render_html(pack: EvidencePack) -> str:
     )
     context_rows = [[_cell(k), _cell(v)] for k, v in {"run_id": pack.run_id, **pack.context}.items()]
     context_rows.append([_cell("created_at"), _cell(pack.created_at)])
-    details_rows = [
-        [_cell(f"{section}.{k}"), _cell(v)]
-        for section in ("detection", "utility", "privacy")
-        for k, v in (pack.details.get(section) or {}).items()
-    ]
+    details_rows = _details_rows(pack)
     correlation = (
         _png(_correlation_figure(data))
         if len(data.numeric) >= 2
@@ -215,13 +272,15 @@ def render_html(pack: EvidencePack) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_CSS}</style></head>
 <body>
 <h1>{title} <span class="badge {level}">{level}</span></h1>
+{_verdict_html(pack)}
 <h2>Context</h2>{_table(["field", "value"], context_rows)}
 <h2>Privacy guarantee</h2>{_guarantee_html(pack.details.get("privacy_guarantee"))}
-<h2>Metrics</h2>{_metric_table(pack)}
+<h2>Metrics</h2>{_metric_groups(pack)}
 <h2>Supporting numbers</h2>{_table(["quantity", "value"], details_rows)}
 <h2>Distributions: {" vs ".join(series_labels)}</h2><div class="figures">{overlays}</div>
 <h2>Correlations (numeric columns)</h2><div class="figures">{correlation}</div>
 <h2>Distance to closest training record</h2><div class="figures">{_png(_dcr_figure(data))}</div>
+<h2>Closest real records, side by side</h2>{_closest_html(pack, data)}
 <h2>PCA projection (fitted on real rows)</h2><div class="figures">{_png(_projection_figure(data))}</div>
 </body></html>
 """

@@ -38,6 +38,10 @@ mia_auc                    lower  0.60   0.70  ROC AUC of a distance-based membe
                                                telling training from holdout records (0.5 = no risk)
 ========================== ====== ====== ===== ==========================================================
 
+A metric reported with a confidence interval (``utility_ratio``: a bootstrap interval) decides
+only when the interval clears a cut-off (:meth:`Threshold.level_of_interval`): it passes when the
+whole interval passes, fails when the whole interval fails, and warns ("not decisive") otherwise.
+
 A study overrides any of these with a mapping such as
 ``{"detection_auc": {"warn": 0.75, "fail": 0.9}}`` (one or both cut-offs), see
 :func:`resolve_thresholds`. For tables made only of categorical or integer columns exact copies
@@ -83,6 +87,17 @@ class Threshold:
             return "pass"
         return "warn" if sign * value <= sign * self.fail else "fail"
 
+    def level_of_interval(self, low: float, high: float) -> Level:
+        """Level of a metric known only to lie in [low, high]: ``"pass"`` when the whole interval
+        passes, ``"fail"`` when the whole interval fails, else ``"warn"`` (the interval straddles a
+        cut-off, so the metric cannot decide). NaN ends fail."""
+        if math.isnan(low) or math.isnan(high):
+            return "fail"
+        worst, best = (low, high) if self.higher_is_better else (high, low)
+        if self.level(worst) == "pass":
+            return "pass"
+        return "fail" if self.level(best) == "fail" else "warn"
+
     def describe(self) -> str:
         """E.g. ``"pass <= 0.1, fail > 0.25"``."""
         if self.higher_is_better:
@@ -106,6 +121,72 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "mia_auc": Threshold(0.60, 0.70, higher_is_better=False),
 }
 """Default thresholds of the configurable metrics (see the module docstring)."""
+
+Group = Literal["fidelity", "utility", "privacy", "other"]
+GROUPS: tuple[Group, ...] = ("fidelity", "utility", "privacy", "other")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric measures, for the report: its group, a one-line definition and its scale."""
+
+    group: Group
+    definition: str
+    normalisation: str
+
+
+METRIC_INFO: dict[str, MetricInfo] = {
+    "wasserstein": MetricInfo(
+        "fidelity", "Wasserstein-1 distance between the real and synthetic values of a numeric column",
+        "divided by the real column's interquartile range (its range when the IQR is 0): 0.1 = a tenth "
+        "of an IQR"),
+    "ks_statistic": MetricInfo(
+        "fidelity", "largest gap between the real and synthetic cumulative distributions (Kolmogorov-Smirnov)",
+        "a share in [0, 1]; none needed"),
+    "ks_complement": MetricInfo("fidelity", "1 - ks_statistic", "in [0, 1], 1 = identical distributions"),
+    "tv_complement": MetricInfo(
+        "fidelity", "1 - total variation distance of a categorical column's category shares (missing is "
+        "a category)", "in [0, 1], 1 = identical shares"),
+    "contingency_similarity": MetricInfo(
+        "fidelity", "1 - total variation distance of the joint category shares of two categorical columns",
+        "in [0, 1], 1 = identical joint shares"),
+    "correlation_delta_mean": MetricInfo(
+        "fidelity", "mean over numeric column pairs of |Pearson r real - Pearson r synthetic|",
+        "correlation units, in [0, 2]"),
+    "correlation_delta_max": MetricInfo(
+        "fidelity", "largest |Pearson r real - Pearson r synthetic| over numeric column pairs",
+        "correlation units, in [0, 2]"),
+    "detection_auc": MetricInfo(
+        "fidelity", "cross-validated ROC AUC of a gradient-boosting classifier telling real from synthetic rows",
+        "0.5 = indistinguishable, 1 = always told apart (values below 0.5 count as 0.5)"),
+    "utility_ratio": MetricInfo(
+        "utility", "score of a model trained on synthetic rows / score of the same model trained on real "
+        "rows, both tested on the real holdout", "a ratio, 1 = as useful as the real data; AUC for a "
+        "categorical target, 1/RMSE for a numeric one; graded on its bootstrap interval"),
+    "dcr_share_below_holdout_p5": MetricInfo(
+        "privacy", "share of synthetic rows closer to a training record than the 5th percentile of the "
+        "holdout rows' distances to the training records", "a share; 0.05 = like fresh real data"),
+    "dcr_median_ratio": MetricInfo(
+        "privacy", "median distance from synthetic rows to their closest training record / the same median "
+        "for holdout rows", "a ratio, 1 = like fresh real data, below 1 = closer to the training records"),
+    "nndr_median_ratio": MetricInfo(
+        "privacy", "median nearest/second-nearest training-record distance ratio, synthetic / holdout",
+        "a ratio, 1 = like fresh real data"),
+    "exact_copy_share": MetricInfo(
+        "privacy", "share of synthetic rows identical to a training record (encoded distance <= 1e-9)",
+        "a share"),
+    "mia_auc": MetricInfo(
+        "privacy", "ROC AUC of a distance-based membership-inference attack telling training from holdout "
+        "records", "0.5 = no risk, 1 = every training record given away"),
+}
+"""Group, definition and normalisation of every metric (distances: standardized encoding, see
+:func:`models.evidence.encoding.describe_encoding`)."""
+
+
+def metric_info(metric: str) -> MetricInfo:
+    """:data:`METRIC_INFO` of ``metric``; a metric without an entry is in group "other"."""
+    return METRIC_INFO.get(metric, MetricInfo("other", metric, ""))
+
 
 # Metrics whose thresholds are the complement (1 - x) of another metric's.
 _COMPLEMENTS = {"ks_complement": "ks_statistic"}

@@ -133,6 +133,14 @@ def _metadata(entries: list[dict]) -> dict[str, Any]:
     return {e["label"]: _entry_value(e) for e in entries}
 
 
+def _json_or_none(response: requests.Response) -> dict | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 class DagsterClient:
     """GraphQL calls to ``url`` with timeouts, bounded retries and a circuit breaker (module doc)."""
 
@@ -156,13 +164,13 @@ class DagsterClient:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = exc
                 continue
-            if response.status_code >= 500:
+            body = _json_or_none(response)
+            if response.status_code >= 500 and not (body and body.get("data")):
                 last = RuntimeError(f"HTTP {response.status_code}")
                 continue
-            self.breaker.success()
-            if response.status_code != 200:
+            self.breaker.success()  # Dagster answered (a PythonError comes back as a 500 with data)
+            if body is None or (response.status_code != 200 and not body.get("data")):
                 raise DagsterRejected(f"Dagster GraphQL answered HTTP {response.status_code}: {response.text[:300]}")
-            body = response.json()
             if body.get("errors"):
                 raise DagsterRejected("; ".join(e.get("message", "") for e in body["errors"]))
             return body["data"]

@@ -23,28 +23,28 @@ from trialsynth.ingest.readers import SOURCE_ROW, RowProblem
 ISO_8601 = (
     r"^\d{4}(?:-(?:\d{2}|-)(?:-(?:\d{2}|-)(?:[T ](?:\d{2}|-)(?::(?:\d{2}|-)(?::\d{2}(?:\.\d+)?)?)?)?)?)?$"
 )
-_PARTS = r"^(\d{4})(?:-(\d{2}|-))?(?:-(\d{2}|-))?(?:[T ](\d{2}|-))?(?::(\d{2}|-))?(?::(\d{2}))?"
+_PARTS = (r"^(?<y>\d{4})(?:-(?<mo>\d{2}|-))?(?:-(?<d>\d{2}|-))?(?:[T ](?<h>\d{2}|-))?(?::(?<mi>\d{2}|-))?"
+          r"(?::(?<s>\d{2}))?")
 RULE = "iso8601_calendar"
-
-
-def _part(text: pl.Expr, group: int) -> pl.Expr:
-    """Component ``group`` of the value as an integer (null when absent or unknown '-')."""
-    return text.str.extract(_PARTS, group).cast(pl.Int32, strict=False)
 
 
 def calendar_problems(df: pl.DataFrame, columns: list[str]) -> list[RowProblem]:
     """One problem per cell whose ISO 8601 shape is fine but whose date or time does not exist.
 
     ``df`` holds the columns as text plus ``_source_row``; values that do not even match the shape
-    are left to the shape check (they are reported once, by it).
+    are left to the shape check (they are reported once, by it). One regex pass per column: the
+    components come out of a single ``extract_groups``.
     """
     problems: list[RowProblem] = []
     for column in columns:
         if column not in df.columns:
             continue
-        text = pl.col(column).cast(pl.String).str.strip_chars()
-        year, month, day = _part(text, 1), _part(text, 2), _part(text, 3)
-        hour, minute, second = _part(text, 4), _part(text, 5), _part(text, 6)
+        cells = df.select(pl.col(SOURCE_ROW), pl.col(column).cast(pl.String).str.strip_chars().alias("v"))
+        cells = cells.filter(pl.col("v").str.len_bytes() >= 7)  # a year alone is always a valid date
+        if cells.is_empty():
+            continue
+        parts = cells.with_columns(pl.col("v").str.extract_groups(_PARTS).alias("p")).unnest("p")
+        year, month, day, hour, minute, second = (pl.col(c).cast(pl.Int32, strict=False) for c in ("y", "mo", "d", "h", "mi", "s"))
         leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
         month_days = (
             pl.when(month == 2).then(pl.when(leap).then(29).otherwise(28))
@@ -52,17 +52,13 @@ def calendar_problems(df: pl.DataFrame, columns: list[str]) -> list[RowProblem]:
             .otherwise(31)
         )
         bad = (
-            (month.is_not_null() & ~month.is_between(1, 12))
-            | (day.is_not_null() & ((day < 1) | (day > pl.when(month.is_null()).then(31).otherwise(month_days))))
-            | (hour.is_not_null() & (hour > 23))
-            | (minute.is_not_null() & (minute > 59))
-            | (second.is_not_null() & (second > 59))
-        )
-        shaped = text.str.contains(ISO_8601)
-        flagged = df.select(pl.col(SOURCE_ROW), pl.col(column).cast(pl.String).alias("value"),
-                            (shaped & bad).fill_null(False).alias("bad")).filter("bad")
+            ~month.is_between(1, 12)
+            | (day < 1) | (day > month_days)
+            | (hour > 23) | (minute > 59) | (second > 59)
+        ).fill_null(False) & pl.col("v").str.contains(ISO_8601)
+        flagged = parts.filter(bad)
         problems += [
             RowProblem(row, column, RULE, f"{value!r} is not a calendar date/time (no such day, month or time)")
-            for row, value in zip(flagged[SOURCE_ROW].to_list(), flagged["value"].to_list(), strict=True)
+            for row, value in zip(flagged[SOURCE_ROW].to_list(), flagged["v"].to_list(), strict=True)
         ]
     return problems

@@ -13,7 +13,10 @@ Used by the Dagster bronze asset and by the ingest benchmark; no Dagster imports
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ from trialsynth.ingest.raw_zone import MANIFEST, RawVersion
 from trialsynth.ingest.readers import SOURCE_ROW, SUPPORTED, RowProblem, UnreadableFileError, read_file
 from trialsynth.ingest.sdtm import Target, plan_files, read_define
 from trialsynth.ingest.validation import ValidationResult, validate_frame
+from trialsynth.security import KeyService
 
 FILE_ROW = "_file_row"
 SOURCE_FILE = "_source_file"
@@ -92,6 +96,29 @@ class IngestReport:
         return sum(o.rows_quarantined for o in self.domains.values())
 
 
+def quarantine_aad(path: Path) -> str:
+    """Associated data of a quarantine file: ``quarantine/<tenant>/<study>/<drop>-v<N>/<name>``."""
+    parts = path.parts
+    at = max(i for i in range(3, len(parts)) if parts[i - 1] == "quarantine" and re.fullmatch(r".+-v\d+", parts[i]))
+    return "/".join(["quarantine", parts[at - 3], parts[at - 2], *parts[at:]])
+
+
+def write_encrypted_parquet(frame: pl.DataFrame, path: Path, tenant: str, keys: KeyService) -> None:
+    """``frame`` as Parquet, encrypted with the tenant's key (the plaintext never touches the disk)."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(keys.encrypt_bytes(buffer.getvalue(), tenant, quarantine_aad(path)))
+    tmp.replace(path)
+
+
+def read_quarantine(path: Path, tenant: str, keys: KeyService | None = None) -> pl.DataFrame:
+    """A quarantine file (rows or reasons) decrypted."""
+    blob = (keys or KeyService()).decrypt_bytes(path.read_bytes(), tenant, quarantine_aad(path), name=str(path))
+    return pl.read_parquet(io.BytesIO(blob))
+
+
 def _combine(files: list[str], frames: dict[str, pl.DataFrame], problems: dict[str, list[RowProblem]]
              ) -> tuple[pl.DataFrame, pl.DataFrame, list[RowProblem]]:
     """One frame from a target's files (split datasets), numbered 1..n across them, plus the map
@@ -135,6 +162,12 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
     """Read, check and validate every file of a raw-zone version; write bronze only when the whole
     drop can be taken. Never raises for bad input: the caller fails the run naming ``failures``."""
     start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="trialsynth-plain-") as plain:  # 0700, removed at the end
+        keys = KeyService()
+        return _ingest(raw, lake_dir, log, start, Path(plain), keys)
+
+
+def _ingest(raw: RawVersion, lake_dir: Path, log, start: float, plain: Path, keys: KeyService) -> IngestReport:
     tenant, study, drop_id = raw.drop.tenant, raw.drop.study, raw.drop.drop_id
     final_dir = bronze_dir(lake_dir, tenant, study)
     _recover(final_dir)
@@ -146,7 +179,7 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
     define = None
 
     for name in sorted(n for n in raw.files if n != MANIFEST):
-        path = raw.file_path(name)
+        path = raw.decrypt_to(name, plain, keys)  # the sponsor's bytes, verified, in a private temp folder
         if name.lower() in DEFINE_NAMES:
             try:
                 define = read_define(path)
@@ -207,7 +240,7 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
     staged = final_dir.with_name(f"{final_dir.name}.next")
     shutil.rmtree(staged, ignore_errors=True)
     write_to = staged if not failures else None
-    outcomes = _write_outcomes(results, raw, tenant, study, drop_id, write_to, final_dir, quarantine_dir)
+    outcomes = _write_outcomes(results, raw, tenant, study, drop_id, write_to, final_dir, quarantine_dir, keys)
     if write_to is not None:
         present = {d: (outcomes[d].rows_passed if d in outcomes else None) for d in DOMAINS}
         for domain, spec in DOMAINS.items():
@@ -221,8 +254,9 @@ def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestRepo
 
 
 def _write_outcomes(results, raw: RawVersion, tenant: str, study: str, drop_id: str, staged: Path | None,
-                    final_dir: Path, quarantine_dir: Path) -> dict[str, DomainOutcome]:
-    """Quarantine files always; bronze files into ``staged`` only when the drop is taken."""
+                    final_dir: Path, quarantine_dir: Path, keys: KeyService) -> dict[str, DomainOutcome]:
+    """Quarantine files (encrypted: they hold the sponsor's rejected text) always; bronze files into
+    ``staged`` only when the drop is taken."""
     outcomes: dict[str, DomainOutcome] = {}
     for name, (target, res, combined, rowmap) in results.items():
         inputs = {f: raw.files[f] for f in target.files}
@@ -236,10 +270,11 @@ def _write_outcomes(results, raw: RawVersion, tenant: str, study: str, drop_id: 
         q_path = None
         if res.rows_quarantined:
             q_path = quarantine_dir / f"{name}.parquet"
-            write_parquet_atomic(_back_to_files(res.quarantined, rowmap), q_path)
             reasons = _back_to_files(res.reasons.drop("file"), rowmap, "row").rename({SOURCE_FILE: "file"})
-            write_parquet_atomic(reasons.select("file", "row", "column", "rule", "detail"),
-                                 quarantine_dir / f"{name}_reasons.parquet")
+            for frame, path in ((_back_to_files(res.quarantined, rowmap), q_path),
+                                (reasons.select("file", "row", "column", "rule", "detail"),
+                                 quarantine_dir / f"{name}_reasons.parquet")):
+                write_encrypted_parquet(frame, path, tenant, keys)
         sha = None
         if staged is not None:
             frame = to_bronze_frame(_back_to_files(res.passed, rowmap), target.spec, tenant, study, drop_id)

@@ -130,6 +130,7 @@ class Finding:
 class PartitionReport:
     tenant: str
     study: str
+    name: str = ""  # set for the published keys, which belong to no partition
     manifests: int = 0
     checkpoints: int = 0
     outputs_checked: int = 0
@@ -139,7 +140,7 @@ class PartitionReport:
 
     @property
     def partition(self) -> str:
-        return f"{self.tenant}|{self.study}"
+        return self.name or f"{self.tenant}|{self.study}"
 
     @property
     def ok(self) -> bool:
@@ -161,14 +162,19 @@ class VerificationReport:
     verified_at: datetime
     partitions: list[PartitionReport]
     warnings: list[str] = field(default_factory=list)
+    keys: PartitionReport = field(default_factory=lambda: PartitionReport("", "", name="published keys"))
+
+    @property
+    def _all(self) -> list[PartitionReport]:
+        return [self.keys, *self.partitions]
 
     @property
     def ok(self) -> bool:
-        return all(p.ok for p in self.partitions)
+        return all(p.ok for p in self._all)
 
     @property
     def first_failure(self) -> Finding | None:
-        return next((p.first_failure for p in self.partitions if not p.ok), None)
+        return next((p.first_failure for p in self._all if not p.ok), None)
 
     def describe(self) -> str:
         when = self.verified_at.isoformat(timespec="seconds")
@@ -178,12 +184,12 @@ class VerificationReport:
         if self.ok:
             lines = [f"lineage verified at {when}: {totals}, all intact"]
         else:
-            broken = [p for p in self.partitions if not p.ok]
+            broken = [p for p in self._all if not p.ok]
             lines = [f"lineage verification FAILED at {when}: {totals}",
                      f"first broken link: {self.first_failure.describe()}",
                      f"{sum(len(p.failures) for p in broken)} problem(s) in {len(broken)} partition(s):"]
             lines += [f"  - {f.describe()}" for p in broken for f in sorted(p.failures, key=_order)]
-        warnings = self.warnings + [f"{p.partition}: {w}" for p in self.partitions for w in p.warnings]
+        warnings = self.warnings + [f"{p.partition}: {w}" for p in self._all for w in p.warnings]
         lines += [f"warning: {w}" for w in warnings]
         return "\n".join(lines)
 
@@ -241,16 +247,17 @@ class OutputChecker:
         self._duckdb.clear()
 
 
-def load_published_keys(store: ChainStore, keyring: KeyRing, report: VerificationReport) -> None:
-    """Add the public keys published beside the chains to ``keyring`` (trust still comes from the ring)."""
-    for key, versions in store.backend.scan(KEYS_PREFIX).items():
-        obj = store.backend.get(key, versions.original)
-        if obj is None:
-            continue
+def load_published_keys(store: ChainStore, keyring: KeyRing, report: PartitionReport, now: datetime) -> None:
+    """Add the public keys published beside the chains to ``keyring`` (trust still comes from the
+    ring), checking their objects like the chains' (overwrites, delete markers, retention)."""
+    listing = store.backend.scan(KEYS_PREFIX)
+    reader = _Reader(store, listing, report, now)
+    for key in sorted(listing):
+        data = reader.read(key, None)
         try:
-            key_id, raw = parse_public_key_document(obj.data)
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            report.warnings.append(f"published key {key} is unreadable ({exc})")
+            key_id, raw = parse_public_key_document(data or b"")
+        except (ValueError, KeyError, TypeError) as exc:
+            report.fail(None, None, f"published key {key} is unreadable ({exc})")
             continue
         if key_id in keyring.trusted_ids:
             keyring.add_public(key_id, raw)
@@ -441,7 +448,7 @@ def verify_store(store: ChainStore, keyring: KeyRing, checker: OutputChecker | N
     """Verify ``partitions`` (default: every chain in the store)."""
     now = now or datetime.now(UTC)
     report = VerificationReport(store.location, now, [])
-    load_published_keys(store, keyring, report)
+    load_published_keys(store, keyring, report.keys, now)
     checker = checker or OutputChecker()
     try:
         for tenant, study in partitions if partitions is not None else store.partitions():
