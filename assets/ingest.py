@@ -106,7 +106,8 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
         raise dg.Failure(
             description=f"drop {report.drop_id} (raw version {report.raw_version}) was not taken; the study's bronze "
             "still holds its previous drop, whole, and the raw bytes are kept in the raw zone:\n"
-            + "\n".join(f"- {why}" for why in report.failures.values()),
+            + "\n".join(f"- {why}" for why in report.failures.values())
+            + "\nevery file of the drop:\n" + "\n".join(f"  {line}" for line in sorted(report.placements.values())),
             metadata={"failures": dg.MetadataValue.json(report.failures), "raw_version": report.raw_version,
                       "files": dg.MetadataValue.md(_placements_md(report))},
         )
@@ -144,6 +145,7 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
     yield dg.MaterializeResult(asset_key=DOMAINS_INDEX, metadata={
         "drop_id": report.drop_id,
         "files": dg.MetadataValue.md(_placements_md(report)),
+        "placements": dg.MetadataValue.json(report.placements),
         "other_tables": dg.MetadataValue.md(md_table([
             {"table": f"bronze/{n}", "files": o.file, "rows_passed": o.rows_passed, "rows_quarantined": o.rows_quarantined}
             for n, o in sorted(extra.items())])),

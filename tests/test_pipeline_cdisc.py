@@ -27,6 +27,11 @@ def cdisc_run(settings, cdisc_sdtm, tmp_path, monkeypatch):
 def test_cdisc_pilot_through_sensor_and_pipeline(cdisc_run):
     settings, outcomes = cdisc_run
     assert [(o.partition_key, o.status) for o in outcomes] == [("cdisc|CDISCPILOT01", "SUCCESS")], outcomes
+    # every file of the drop is reported with where it went: nothing silently set aside
+    summary = "\n".join(outcomes[0].summary)
+    for line in ("suppae.xpt -> bronze/supp/suppae", "ex.xpt -> bronze/other/ex, validated by define.xml",
+                 "define.xml -> raw zone", "lb.csv -> bronze/lb"):
+        assert line in summary, summary
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
     assert q("select count(*), count(distinct site_id) from dim_subject where tenant_id = 'cdisc'") == [(306, 17)]

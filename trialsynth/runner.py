@@ -45,18 +45,22 @@ class RunOutcome:
 
 def _summarize(events: list[dg.DagsterEvent]) -> list[str]:
     landed = quarantined = marts = assets = 0
+    files: list[str] = []
     for ev in events:
         mat = ev.step_materialization_data.materialization
         assets += 1
         key = mat.asset_key.path
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        if key[0] == "bronze":
+        if key == ["bronze", "domains"]:
+            files = sorted((meta.get("placements") or {}).values())
+        elif key[0] == "bronze":
             landed += int(meta.get("rows_passed", 0))
             quarantined += int(meta.get("rows_quarantined", 0))
         elif key[-1].startswith(("mart_", "dim_", "fact_")):
             marts += 1
     return [f"rows landed {landed:,}, rows quarantined {quarantined:,}, "
-            f"star/mart models built {marts}, assets materialized {assets}"]
+            f"star/mart models built {marts}, assets materialized {assets}",
+            *(["files of the drop:", *(f"  {line}" for line in files)] if files else [])]
 
 
 def _key(record: DropRecord) -> tuple[str, str, str, int]:
