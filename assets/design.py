@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from models.design import run_design_file
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.hashing import sha256_file
@@ -25,6 +24,8 @@ class DesignConfig(dg.Config):
 )
 def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: LakeResource,
                  lineage: LineageResource) -> dg.MaterializeResult:
+    from models.design import run_design_file  # torch and matplotlib: at run time, not at definitions load
+
     _tenant, study = split_partition_key(context.partition_key)
     design_file = lake.designs_dir / f"{study}.yaml"
     if not design_file.exists():

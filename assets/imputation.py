@@ -6,12 +6,9 @@ import pickle
 import dagster as dg
 import numpy as np
 import pandas as pd
-from scipy.stats import wasserstein_distance
 
 from assets.missingness import missingness_profile
-from assets.study_data import load_study_data
-from models.impute.baselines import make_imputer
-from models.impute.evaluate import evaluate_imputers, select_imputer
+from assets.study_data import load_study_data, study_matrix
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from trialsynth.hashing import sha256_bytes, sha256_file
@@ -42,14 +39,17 @@ class ImputationRunConfig(dg.Config):
 @dg.asset(
     partitions_def=tenant_study_partitions,
     group_name="imputation",
-    deps=[missingness_profile],
+    deps=[missingness_profile, study_matrix],
     kinds={"python", "parquet"},
-    description="Hides observed cells (MCAR/MAR/MNAR at the study's rate), imputes them with each candidate "
-    "and scores RMSE on the [0,1] scale (as the GAIN paper), Wasserstein and pre/post deltas over repeats; "
+    description="Hides observed cells by the one mechanism the study config names (imputation.mechanism: MCAR, "
+    "MAR or MNAR; metadata `ran` states the mechanism, rate, repeats, candidates and config file this run used) "
+    "at its rate, imputes them with each candidate imputer and scores RMSE on the [0,1] scale (as the GAIN paper), Wasserstein and pre/post deltas over repeats; "
     "picks the study's imputer by that held-out score and records why it won.",
 )
 def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRunConfig, lake: LakeResource,
                          lineage: LineageResource) -> dg.MaterializeResult:
+    from models.impute.evaluate import evaluate_imputers, select_imputer  # torch: at run time, not at load
+
     pk = context.partition_key
     study_cfg, config_path = lake.study_config(pk)
     study_cfg = config.apply(study_cfg)
@@ -72,6 +72,8 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
                    input_sha256s={"study_config": sha256_file(config_path) if config_path else "defaults"},
                    output_sha256=bench_sha, output_path=bench_path, code_version=code_version(), parameters=choice_doc, seed=study_cfg.seed)
     return dg.MaterializeResult(metadata={
+        "ran": f"{cfg.mechanism} at {cfg.rate:.0%} of observed cells, {cfg.repeats} repeat(s), seed {study_cfg.seed}; "
+               f"candidates {', '.join(specs)}; from {config_path or 'the default study config'}",
         "rmse_table": dg.MetadataValue.md(md_table(table.to_dict("records"))),
         "chosen_imputer": choice.name,
         "why": choice.reason,
@@ -81,6 +83,8 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
 
 def imputation_delta(observed: pd.DataFrame, imputed: pd.DataFrame, filled: pd.DataFrame, imputer: str) -> pd.DataFrame:
     """Per variable: observed-only vs observed+imputed mean/sd, and Wasserstein(observed, imputed values)."""
+    from scipy.stats import wasserstein_distance
+
     rows = []
     for col in observed.columns:
         obs = observed[col].dropna().to_numpy()
@@ -96,13 +100,15 @@ def imputation_delta(observed: pd.DataFrame, imputed: pd.DataFrame, filled: pd.D
 @dg.asset(
     partitions_def=tenant_study_partitions,
     group_name="imputation",
-    deps=[imputation_benchmark],
+    deps=[imputation_benchmark, study_matrix],
     kinds={"python", "parquet"},
     description="Analysis-ready subject x visit x variable table: scheduled cells only, gaps filled by the "
     "imputer the benchmark chose (flagged IMPUTED), with pre vs post deltas per variable.",
 )
 def imputed_dataset(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource,
                     registry: RegistryResource) -> dg.MaterializeResult:
+    from models.impute.baselines import make_imputer
+
     pk = context.partition_key
     choice = json.loads((lake.study_dir(pk) / CHOICE).read_text())
     data = load_study_data(lake, pk)

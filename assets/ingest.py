@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from orchestration.partitions import tenant_study_partitions
+from orchestration.partitions import study_check, tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.domains import DOMAINS
 from trialsynth.ingest.drops import DropRegistry, drops_markdown
@@ -87,8 +87,8 @@ def _placements_md(report) -> str:
 @dg.multi_asset(
     specs=_bronze_specs(),
     check_specs=[
-        dg.AssetCheckSpec("no_rows_quarantined", asset=["bronze", d],
-                          description="Every row of the domain's file passed its Great Expectations suite.")
+        study_check("no_rows_quarantined", asset=["bronze", d],
+                    description="Every row of the domain's file passed its Great Expectations suite.")
         for d in DOMAINS
     ],
     name="bronze",

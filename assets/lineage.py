@@ -49,7 +49,7 @@ def lineage_verification(context: dg.AssetExecutionContext, lineage: LineageReso
 
 
 lineage_verification_job = dg.define_asset_job(
-    "lineage_verification", selection=dg.AssetSelection.assets(lineage_verification),  # not the asset's (op's) own name:
+    "verify_lineage", selection=dg.AssetSelection.assets(lineage_verification),  # not the asset's (op's) own name:
     # Dagster refuses a repository where a job and an op share one name (the code location would not load)
     description="Verify every lineage chain, update the status table, checkpoint the intact chains.")
 

@@ -3,9 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from assets.study_data import load_study_data
-from models.missingness import little_mcar_test, mar_diagnostics, missing_patterns
-from models.missingness import missingness_profile as profile_by_variable_visit_site
+from assets.study_data import load_study_data, study_matrix
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.markdown import md_table
@@ -29,12 +27,16 @@ def domain_groups(matrix: pd.DataFrame, scheduled: pd.DataFrame):
 @dg.asset(
     partitions_def=tenant_study_partitions,
     group_name="imputation",
-    deps=[["bronze", "dm"], ["bronze", "vs"], ["bronze", "lb"], ["bronze", "sv"]],
+    deps=[study_matrix],
     kinds={"python", "parquet"},
     description="% missing per variable x visit x site, missing-data patterns, Little's MCAR test "
     "(EM estimates) and MAR diagnostics (cross-validated AUC of predicting each variable's missingness).",
 )
 def missingness_profile(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
+    # scikit-learn (MAR diagnostics) is imported here, not when the Dagster definitions load
+    from models.missingness import little_mcar_test, mar_diagnostics, missing_patterns
+    from models.missingness import missingness_profile as profile_by_variable_visit_site
+
     pk = context.partition_key
     data = load_study_data(lake, pk)
     scheduled = data.matrix.where(data.scheduled)  # unscheduled cells are not "missing"

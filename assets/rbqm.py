@@ -3,7 +3,6 @@ the lake for the dbt marts (sources ``analytics.qtl_limits`` and ``analytics.km_
 
 import dagster as dg
 
-from models.rbqm import discontinuation_times, km_by_group, qtl_table
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.hashing import sha256_file
@@ -21,6 +20,8 @@ KM_DOMAINS = ("dm", "ds", "sv")
     "(0 rows when the study configures none), for mart_kri_qtl.",
 )
 def qtl_limits(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
+    from models.rbqm import qtl_table  # scipy (via models.rbqm): at run time, not at definitions load
+
     config, config_file = lake.study_config(context.partition_key)
     table = qtl_table(config.qtl, config_file=config_file.name if config_file else None)
     path, sha = lake.write_table(context.partition_key, "rbqm/qtl_limits.parquet", table)
@@ -45,6 +46,8 @@ def qtl_limits(context: dg.AssetExecutionContext, lake: LakeResource, lineage: L
 )
 def km_discontinuation(context: dg.AssetExecutionContext, lake: LakeResource,
                        lineage: LineageResource) -> dg.MaterializeResult:
+    from models.rbqm import discontinuation_times, km_by_group
+
     key = context.partition_key
     subjects = discontinuation_times(*(lake.read_bronze(key, d) for d in KM_DOMAINS))
     unusable = int(subjects["time_days"].isna().sum())

@@ -1,26 +1,43 @@
-"""Analysis-ready tables of one tenant/study partition, read from its bronze Parquet.
+"""The analysis-ready tables of one tenant/study partition, built once per run from its bronze Parquet
+by the ``study_matrix`` asset and read by the missingness, imputation and synthesis assets, so they all
+see the same matrix and none of them rebuilds it.
 
-Shared by the missingness, imputation and synthesis assets so they all see the same matrix.
+Files, under ``<lake>/<tenant>/<study>/study_data/`` (each table prefixed with tenant_id, study_id):
+
+- ``matrix.parquet``: one row per subject x attended visit (USUBJID, SITEID, ARM, VISITNUM, VISIT),
+  one float column per variable (``VS_<test>``, ``LB_<test>``);
+- ``scheduled.parquet``: the same rows and variables, True where the protocol collects that variable
+  at that visit (at least :data:`SCHEDULED_SHARE` of the visit's attendees have it);
+- ``baseline.parquet``: one row per randomized subject (demographics, arm, baseline vitals and labs);
+- ``dropped.json``: variable -> why it was left out of the matrix.
 """
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import polars as pl
 
-from models.tables import observations_long, subject_baseline_table, visit_matrix
-from orchestration.resources import LakeResource
+from models.tables import ID_COLUMNS, observations_long, subject_baseline_table, visit_matrix
+from orchestration.partitions import tenant_study_partitions
+from orchestration.resources import LakeResource, LineageResource
+from trialsynth.hashing import sha256_file
+from trialsynth.version import code_version
 
 SCHEDULED_SHARE = 0.5  # a variable is scheduled at a visit when at least half its attendees have it
+BRONZE_DOMAINS = ("dm", "vs", "lb", "sv")
+FOLDER = "study_data"
+PARTITION_COLUMNS = ["tenant_id", "study_id"]
 
 
 @dataclass
 class StudyData:
-    long: pl.DataFrame
     matrix: pd.DataFrame  # subject x visit rows (index USUBJID, SITEID, ARM, VISITNUM, VISIT), variables
     scheduled: pd.DataFrame  # same shape, True where the protocol collects that variable at that visit
-    baseline: pd.DataFrame  # one row per randomized subject
+    baseline: pd.DataFrame  # one row per randomized subject (index USUBJID)
     dropped: dict[str, str]  # variable -> why it was left out of the matrix
 
     @property
@@ -28,8 +45,9 @@ class StudyData:
         return self.matrix.isna() & self.scheduled
 
 
-def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
-    dm, vs, lb, sv = (lake.read_bronze(partition_key, d) for d in ("dm", "vs", "lb", "sv"))
+def build_study_data(dm: pl.DataFrame, vs: pl.DataFrame, lb: pl.DataFrame, sv: pl.DataFrame) -> StudyData:
+    """The analysis tables from bronze DM, VS, LB and SV: the visit matrix without the variables
+    nothing can be learned from (never observed where scheduled, constant, infinite)."""
     long = observations_long(vs, lb, dm)
     matrix = visit_matrix(long, sv)
     by_visit = matrix.notna().groupby(level="VISITNUM").mean()
@@ -47,4 +65,70 @@ def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
         elif not np.isfinite(observed.to_numpy()).all():
             dropped[col] = "contains infinite values"
     keep = [c for c in matrix.columns if c not in dropped]
-    return StudyData(long, matrix[keep], scheduled[keep], subject_baseline_table(dm, long), dropped)
+    return StudyData(matrix[keep], scheduled[keep], subject_baseline_table(dm, long), dropped)
+
+
+def _paths(lake: LakeResource, partition_key: str) -> dict[str, Path]:
+    folder = lake.study_dir(partition_key) / FOLDER
+    return {name: folder / f"{name}.parquet" for name in ("matrix", "scheduled", "baseline")} | {
+        "dropped": folder / "dropped.json"}
+
+
+def write_study_data(lake: LakeResource, partition_key: str, data: StudyData) -> dict[str, tuple[Path, str]]:
+    """Write the tables (atomically, as every lake table); returns name -> (path, sha256)."""
+    out = {name: lake.write_table(partition_key, f"{FOLDER}/{name}.parquet", frame.reset_index())
+           for name, frame in (("matrix", data.matrix), ("scheduled", data.scheduled), ("baseline", data.baseline))}
+    dropped = _paths(lake, partition_key)["dropped"]
+    dropped.write_text(json.dumps(data.dropped, indent=2, sort_keys=True))
+    out["dropped"] = (dropped, sha256_file(dropped))
+    return out
+
+
+def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
+    """The tables the ``study_matrix`` asset wrote for the partition (it must have been materialized)."""
+    paths = _paths(lake, partition_key)
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise dg.Failure(f"the study matrix of {partition_key} is not materialized ({', '.join(missing)} missing): "
+                         "materialize the asset study_matrix of this partition first")
+
+    def read(name: str, index: list[str]) -> pd.DataFrame:
+        return pd.read_parquet(paths[name]).drop(columns=PARTITION_COLUMNS).set_index(index)
+
+    return StudyData(read("matrix", ID_COLUMNS), read("scheduled", ID_COLUMNS), read("baseline", ["USUBJID"]),
+                     json.loads(paths["dropped"].read_text()))
+
+
+@dg.asset(
+    partitions_def=tenant_study_partitions,
+    group_name="imputation",
+    deps=[["bronze", d] for d in BRONZE_DOMAINS],
+    kinds={"python", "parquet"},
+    description="Builds the study's analysis tables once per run from bronze DM, VS, LB and SV: the subject x "
+    "visit matrix of vital signs and labs (visits at least half the subjects attended; a variable counts as "
+    f"scheduled at a visit when at least {SCHEDULED_SHARE:.0%} of its attendees have it, so unscheduled cells "
+    "are never 'missing'), variables that are never observed or constant where scheduled left out (metadata "
+    "`dropped_variables` says which and why), and one baseline row per randomized subject. Missingness, "
+    "imputation and synthesis all read these files (study_data/ in the study's lake folder).",
+)
+def study_matrix(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
+    pk = context.partition_key
+    data = build_study_data(*(lake.read_bronze(pk, d) for d in BRONZE_DOMAINS))
+    out = write_study_data(lake, pk, data)
+    bronze = lake.study_dir(pk) / "bronze"
+    lineage.record(pk, asset_key="study_matrix",
+                   input_sha256s={f"bronze/{d}": sha256_file(bronze / f"{d}.parquet") for d in BRONZE_DOMAINS},
+                   output_sha256=out["matrix"][1], output_path=out["matrix"][0], code_version=code_version(),
+                   parameters={"scheduled_share": SCHEDULED_SHARE, "outputs": {k: v[1] for k, v in out.items()}})
+    scheduled = int(data.scheduled.to_numpy().sum())
+    return dg.MaterializeResult(metadata={
+        "subjects": int(data.matrix.index.get_level_values("USUBJID").nunique()),
+        "subject_visits": len(data.matrix),
+        "visits": int(data.matrix.index.get_level_values("VISITNUM").nunique()),
+        "variables": data.matrix.shape[1],
+        "randomized_subjects": len(data.baseline),
+        "scheduled_cells": scheduled,
+        "pct_missing_scheduled": round(100 * int(data.scheduled_missing.to_numpy().sum()) / scheduled, 2) if scheduled else 0.0,
+        "dropped_variables": dg.MetadataValue.json(data.dropped),
+        "matrix": dg.MetadataValue.path(str(out["matrix"][0])),
+    })

@@ -1,24 +1,26 @@
 """Synthesis assets: train a synthesizer on the study's subject-level baseline table, register it,
-generate a virtual cohort from an approved model, and prove it with the evidence pack."""
+generate a virtual cohort from an approved model, and prove it with the evidence pack.
+
+A study whose model is still a draft ends its run SUCCESS with the check ``model_approved`` at WARN
+("waiting for approval of model X") and no cohort; the same training data, synthesis config, seed and
+code reuse the registered model; once it is approved, the runner's next call (or any materialization)
+generates. With ``synthesis.privacy`` the model is differentially private (DP copula or MST), its
+budget is recorded in the registry against the study's data version and capped, and the evidence pack
+states the guarantee ("none" without one)."""
 
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from assets.imputation import imputation_benchmark
-from assets.study_data import load_study_data
-from models.evidence import build_evidence_pack, write_pack
-from models.impute.baselines import make_imputer
-from models.synth import BaseSynthesizer, CTGANSynthesizer, GaussianCopulaSynthesizer
-from models.synth.dp import DPGaussianCopulaSynthesizer, MSTSynthesizer
-from models.synth.schema import TableSchema
-from orchestration.partitions import tenant_study_partitions
+from assets.study_data import load_study_data, study_matrix
+from orchestration.partitions import study_check, tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from trialsynth.hashing import sha256_file
 from trialsynth.markdown import md_table
@@ -33,8 +35,9 @@ from trialsynth.registry import (
 from trialsynth.study_config import StudyConfig, SynthesisConfig
 from trialsynth.version import code_version
 
-SYNTHESIZERS = {"ctgan": CTGANSynthesizer, "copula": GaussianCopulaSynthesizer,
-                "dp_copula": DPGaussianCopulaSynthesizer, "mst": MSTSynthesizer}
+if TYPE_CHECKING:  # models.synth and models.evidence import torch and scikit-learn: at run time, not at load
+    from models.synth import BaseSynthesizer
+
 DROP_COLUMNS = ("SITEID",)  # operational, and a quasi-identifier together with age/sex/race
 MODEL_POINTER = "synthesis/model.json"
 WAITING_MARKER = "synthesis/waiting.json"  # the study's cohort waits for approval of this model
@@ -94,21 +97,30 @@ def _progress_logger(context: dg.AssetExecutionContext):
     return report
 
 
+def synthesizer_class(name: str) -> "type[BaseSynthesizer]":
+    """The synthesizer class a study config's ``synthesis.synthesizer`` names."""
+    from models.synth import CTGANSynthesizer, GaussianCopulaSynthesizer
+    from models.synth.dp import DPGaussianCopulaSynthesizer, MSTSynthesizer
+
+    return {"ctgan": CTGANSynthesizer, "copula": GaussianCopulaSynthesizer,
+            "dp_copula": DPGaussianCopulaSynthesizer, "mst": MSTSynthesizer}[name]
+
+
 def make_synthesizer(cfg: StudyConfig, columns: dict[str, dict[str, Any]],
-                     progress: Callable[[dict], None] | None) -> BaseSynthesizer:
+                     progress: Callable[[dict], None] | None) -> "BaseSynthesizer":
     """The study's synthesizer, unfitted; a DP one gets its budget and ``columns`` as its public domain."""
     privacy = cfg.synthesis.privacy
     public = {name: spec for name, spec in columns.items() if spec is not None}  # None: left out of the table
     budget = {} if privacy is None else {"epsilon": privacy.epsilon, "delta": privacy.delta, "columns": public,
                                          "estimate_domain": privacy.estimate_domain}
-    return SYNTHESIZERS[cfg.synthesis.synthesizer](random_state=cfg.seed, verbose=False, progress=progress,
-                                                   **cfg.synthesis.params, **budget)
+    return synthesizer_class(cfg.synthesis.synthesizer)(random_state=cfg.seed, verbose=False, progress=progress,
+                                                        **cfg.synthesis.params, **budget)
 
 
 @dg.asset(
     partitions_def=tenant_study_partitions,
     group_name="synthesis",
-    deps=[["bronze", "dm"], ["bronze", "vs"], ["bronze", "lb"]],
+    deps=[study_matrix],
     kinds={"pytorch", "python"},
     description="A synthesizer (conditional GAN, Gaussian copula, or with a differential-privacy budget the DP "
     "copula or MST) trained on one row per randomized subject (demographics, arm, baseline vitals and labs); "
@@ -157,6 +169,8 @@ def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunCon
         if privacy is not None:
             model.fit(train.drop(columns=[c for c, spec in columns.items() if spec is None]))
         else:
+            from models.synth.schema import TableSchema
+
             model.fit(train, schema=TableSchema.infer(train, columns) if columns else None)
         seconds = (datetime.now(UTC) - started).total_seconds()
         model.set_params(progress=None)  # the callback is bound to this run; the artifact must not carry it
@@ -208,7 +222,7 @@ def approved_while_waiting(lake: LakeResource, registry: ModelRegistry) -> dict[
     deps=[synthesizer_model],
     kinds={"pytorch", "parquet"},
     output_required=False,
-    check_specs=[dg.AssetCheckSpec(
+    check_specs=[study_check(
         "model_approved", asset="synthetic_cohort",
         description="The cohort comes from an approved model. WARN while the study waits for approval of its "
         "draft model (no cohort is made, the evidence pack waits), or when the study config lets a draft generate.")],
@@ -234,7 +248,7 @@ def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConf
     if record.status != "approved":
         context.log.warning(f"model {record.id} is {record.status}: generating only because the study config "
                             "sets synthesis.allow_unapproved")
-    model = SYNTHESIZERS[cfg.synthesis.synthesizer].load(record.artifact_path)
+    model = synthesizer_class(cfg.synthesis.synthesizer).load(record.artifact_path)
     cohort = model.sample(cfg.synthesis.n, conditions=cfg.synthesis.conditions or None, random_state=cfg.seed)
     path, sha = lake.write_table(pk, "synthesis/synthetic_cohort.parquet", cohort)
     waiting.unlink(missing_ok=True)
@@ -262,6 +276,8 @@ def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataF
     numeric = numeric.loc[:, numeric.nunique() > 1]
     if numeric.empty or not numeric.isna().any().any():
         return None
+    from models.impute.baselines import make_imputer
+
     filled = make_imputer(choice["imputer"], random_state=seed, **choice["params"]).fit_transform(numeric)
     out = train.copy()
     out[numeric.columns] = filled
@@ -273,13 +289,17 @@ def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataF
     group_name="synthesis",
     deps=[synthetic_cohort, imputation_benchmark],
     kinds={"python", "html"},
-    check_specs=[dg.AssetCheckSpec("evidence_passes", asset="evidence_pack",
-                                   description="No evidence metric is at 'fail' against the study's thresholds.")],
+    check_specs=[study_check("evidence_passes", asset="evidence_pack",
+                             description="No evidence metric is at 'fail' against the study's thresholds.")],
     description="Fidelity, utility and privacy of the synthetic cohort vs the real training data and a real "
-    "holdout: JSON for machines, a self-contained HTML report for reviewers.",
+    "holdout, and the model's formal privacy guarantee (or 'none'): JSON for machines, a self-contained HTML "
+    "report for reviewers.",
 )
 def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig, lake: LakeResource,
                   lineage: LineageResource, registry: RegistryResource):
+    from models.evidence import build_evidence_pack, write_pack
+    from models.synth import BaseSynthesizer
+
     pk = context.partition_key
     tenant, study = split_partition_key(pk)
     cfg = config.apply(lake.study_config(pk)[0])

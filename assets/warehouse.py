@@ -7,18 +7,22 @@ Runs share one pool (``duckdb_warehouse``) because DuckDB allows a single writer
 
 
 import json
+import logging
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
-from orchestration.partitions import tenant_study_partitions
+from orchestration.partitions import study_check, tenant_study_partitions
 from orchestration.resources import LineageResource
 from trialsynth.lineage import warehouse_dataset
 from trialsynth.lineage.rows import duckdb_partition_sha256
@@ -45,37 +49,88 @@ def dbt_environment() -> dict[str, str]:
     }
 
 
-def _manifest_is_stale(project: DbtProject) -> bool:
-    if not project.manifest_path.exists():
-        return True
-    built = project.manifest_path.stat().st_mtime
-    sources = [p for d in ("models", "macros", "tests") for p in (project.project_dir / d).rglob("*") if p.is_file()]
-    sources += [project.project_dir / "dbt_project.yml"]
-    return any(p.stat().st_mtime > built for p in sources)
+MANIFEST_DIRS = ("target", "parsed")  # where `make install` / a re-parse write it; where the image ships it
+# (infra/docker/Dockerfile: outside dbt's target folder, which Kubernetes mounts as a writable volume)
+
+
+def _dbt_sources(project_dir: Path) -> list[Path]:
+    """The files a parsed manifest is made from."""
+    found = [p for d in ("models", "macros", "tests") for p in (project_dir / d).rglob("*") if p.is_file()]
+    return [*found, project_dir / "dbt_project.yml"]
+
+
+def manifest_staleness(manifest: Path, project_dir: Path) -> str | None:
+    """Why ``manifest`` cannot be used for ``project_dir``: missing, or older than a model, macro or
+    test file (named); None when it is fresh."""
+    if not manifest.exists():
+        return f"{manifest} is missing"
+    built = manifest.stat().st_mtime
+    newer = [p for p in _dbt_sources(project_dir) if p.stat().st_mtime > built]
+    if newer:
+        shown = ", ".join(str(p.relative_to(project_dir)) for p in newer[:3])
+        return f"{manifest} is older than {len(newer)} dbt file(s) ({shown}{', ...' if len(newer) > 3 else ''})"
+    return None
+
+
+def parse_dbt_project(project_dir: Path, target: str) -> Path:
+    """``dbt parse`` into ``<project_dir>/target/manifest.json``, atomically: parsed in a folder of its
+    own, then moved in place, so processes loading the definitions at the same time never read half a
+    manifest."""
+    from dbt.cli.main import dbtRunner
+
+    scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=_mkdir(project_dir / "target")))
+    try:
+        result = dbtRunner().invoke(["parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+                                     "--target", target, "--target-path", str(scratch), "--quiet"])
+        if not result.success:
+            raise RuntimeError(f"dbt parse failed for {project_dir}: {result.exception}")
+        manifest = project_dir / "target" / "manifest.json"
+        os.replace(scratch / "manifest.json", manifest)
+        return manifest
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def prepare_dbt_project() -> DbtProject:
-    """The dbt project, re-parsed when its manifest is missing or older than any model, macro or
-    test file (``dbt parse`` takes seconds; a stale manifest would hide new models)."""
+    """The dbt project with a fresh parsed manifest: the one ``make install`` (or the image build)
+    wrote when no model, macro or test file is newer; else ``dbt parse`` runs now, saying why (it
+    costs seconds of every definitions load until the manifest is written again)."""
     os.environ.update(dbt_environment())
-    get_settings().warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     s = get_settings()
-    project = DbtProject(project_dir=s.dbt_project_path, profiles_dir=s.dbt_project_path,
-                         target=s.warehouse.target)
-    if _manifest_is_stale(project):
-        from dbt.cli.main import dbtRunner
+    s.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    project_dir = s.dbt_project_path
 
-        result = dbtRunner().invoke(["parse", "--project-dir", str(project.project_dir), "--profiles-dir",
-                                     str(project.profiles_dir), "--target", s.warehouse.target, "--quiet"])
-        if not result.success:
-            raise RuntimeError(f"dbt parse failed for {project.project_dir}: {result.exception}")
-    return project
+    def project(target_path: str) -> DbtProject:
+        return DbtProject(project_dir=project_dir, profiles_dir=project_dir, target=s.warehouse.target,
+                          target_path=target_path)
+
+    reasons = []
+    for target_path in MANIFEST_DIRS:
+        candidate = project(target_path)
+        reason = manifest_staleness(candidate.manifest_path, project_dir)
+        if reason is None:
+            return candidate
+        reasons.append(reason)
+    logging.getLogger(__name__).warning(
+        "dbt manifest not usable (%s): running dbt parse now; `make install` (or `dbt parse` in %s) "
+        "writes it once", "; ".join(reasons), project_dir)
+    parse_dbt_project(project_dir, s.warehouse.target)
+    return project(MANIFEST_DIRS[0])
 
 
 dbt_project = prepare_dbt_project()
 
 
 class TrialsynthDbtTranslator(DagsterDbtTranslator):
+    """Group ``dbt``; sources keyed as the bronze/analytics assets that write them; every model
+    refreshed by declarative automation when an upstream asset of its partition changes (a backfill,
+    a re-materialized analytics asset); dbt tests as asset checks of their partition."""
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "dbt"
 
@@ -84,6 +139,17 @@ class TrialsynthDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source" and not declared:
             return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        # eager: the partition whose parents were updated (and none is missing or still running)
+        return dg.AutomationCondition.eager() if dbt_resource_props["resource_type"] != "source" else None
+
+    def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
+                             project: DbtProject | None) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        return None if spec is None else study_check(
+            spec.name, asset=spec.asset_key, description=spec.description, additional_deps=spec.additional_deps,
+            blocking=spec.blocking, metadata=spec.metadata, automation_condition=spec.automation_condition)
 
 
 def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
@@ -236,7 +302,7 @@ def model_groups(manifest: Mapping[str, Any]) -> dict[tuple[str, ...], list[str]
 
 def _dbt_step(sources: tuple[str, ...], models: list[str]) -> dg.AssetsDefinition:
     @dbt_assets(
-        manifest=dbt_project.manifest_path,
+        manifest=DBT_MANIFEST,
         project=dbt_project,
         select=" ".join(sorted(models)),
         name="dbt_" + ("_".join(sources) if sources else "star_schema"),
@@ -251,8 +317,8 @@ def _dbt_step(sources: tuple[str, ...], models: list[str]) -> dg.AssetsDefinitio
 
 
 ANALYTICS_SOURCE = "analytics"
-dbt_steps = [_dbt_step(sources, models)
-             for sources, models in sorted(model_groups(json.loads(dbt_project.manifest_path.read_text())).items())]
+DBT_MANIFEST = json.loads(dbt_project.manifest_path.read_text())  # read once for every step
+dbt_steps = [_dbt_step(sources, models) for sources, models in sorted(model_groups(DBT_MANIFEST).items())]
 
 
 def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource, invocation: DbtCliInvocation,
@@ -262,7 +328,7 @@ def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource,
     so verification can re-check it against the warehouse later."""
     settings = get_settings()
     nodes = invocation.manifest["nodes"]
-    built = [r["unique_id"] for r in invocation.get_artifact("run_results.json").get("results", [])
+    built = [r for r in invocation.get_artifact("run_results.json").get("results", [])
              if r["unique_id"].startswith("model.") and r.get("status") == "success"]
     if not built:
         return
@@ -277,9 +343,9 @@ def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource,
     if not duck:
         parameters["row_hash"] = "not computed: only the DuckDB target hashes partition rows so far"
     try:
-        for uid in built:
-            node = nodes[uid]
-            relation = f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
+        for result in built:
+            node = nodes[result["unique_id"]]
+            relation = _relation(result, node)
             sha = duckdb_partition_sha256(con, relation, tenant, study) if duck else None
             lineage.record(context.partition_key, asset_key=f"dbt/{node['name']}", input_sha256s=inputs,
                            output_sha256=sha, outputs=[warehouse_dataset(namespace, relation, sha)],
@@ -288,6 +354,14 @@ def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource,
     finally:
         if duck:
             con.close()
+
+
+def _relation(result: Mapping[str, Any], node: Mapping[str, Any]) -> str:
+    """``"schema"."name"`` the run really built (run_results' relation_name: models may go to a
+    per-partition schema), without the database part, which is only the warehouse file's name."""
+    name = result.get("relation_name") or f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
+    parts = name.split(".")
+    return ".".join(parts[-2:])
 
 
 def _upstream_hashes(lineage: LineageResource, partition_key: str) -> dict[str, str]:

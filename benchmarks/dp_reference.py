@@ -19,6 +19,7 @@ import json
 import random
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def main() -> None:
     train = pd.read_parquet(args.train)
     categorical = [c for c in args.categorical.split(",") if c]
     continuous = [c for c in train.columns if c not in categorical]
-    bounds = json.loads(open(args.bounds).read())
+    bounds = json.loads(Path(args.bounds).read_text())
     if args.synthesizer == "dpctgan":
         constraints = {c: MinMaxTransformer(lower=lo, upper=hi, nullable=True) for c, (lo, hi) in bounds.items()}
     else:

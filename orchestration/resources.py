@@ -16,10 +16,15 @@ from trialsynth.names import split_partition_key
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
 from trialsynth.study_config import StudyConfig, load_study_config
+from trialsynth.tenancy.lake import tenant_path
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Paths of the landing zone, raw zone and lake. Empty values fall back to :class:`Settings`."""
+    """Paths of the landing zone, raw zone and lake. Empty values fall back to :class:`Settings`.
+
+    Every path it hands out or opens for a partition is checked to stay under the partition tenant's
+    folders (``..`` and symlinks followed; :func:`trialsynth.tenancy.tenant_path`): a job of tenant A
+    given a path of tenant B raises TenantPathError before reading or writing anything."""
 
     data_dir: str = ""
 
@@ -43,16 +48,25 @@ class LakeResource(dg.ConfigurableResource):
     def designs_dir(self) -> Path:
         return get_settings().designs_path
 
+    def tenant_path(self, partition_key: str, path: str | Path) -> Path:
+        """``path`` (absolute, lake-relative, or a ``lake:<lake-relative>`` location), resolved, if it lies
+        under the partition tenant's folder of the lake, raw zone or landing zone; else TenantPathError."""
+        text = str(path)
+        return tenant_path((self.lake_dir, self.raw_dir, self.landing_dir), split_partition_key(partition_key)[0],
+                           text[len("lake:"):] if text.startswith("lake:") else path)
+
     def study_dir(self, partition_key: str) -> Path:
         tenant, study = split_partition_key(partition_key)
-        return self.lake_dir / tenant / study
+        path = self.lake_dir / tenant / study
+        self.tenant_path(partition_key, path)  # a study folder symlinked into another tenant's fails here
+        return path
 
     def study_config(self, partition_key: str) -> tuple[StudyConfig, Path | None]:
         """The partition's ``data/studies/<study>.yaml`` settings and the file they came from."""
         return load_study_config(get_settings().studies_path, split_partition_key(partition_key)[1])
 
     def read_bronze(self, partition_key: str, domain: str) -> pl.DataFrame:
-        return pl.read_parquet(self.study_dir(partition_key) / "bronze" / f"{domain}.parquet")
+        return pl.read_parquet(self.tenant_path(partition_key, self.study_dir(partition_key) / "bronze" / f"{domain}.parquet"))
 
     def write_table(self, partition_key: str, relpath: str, frame: pd.DataFrame | pl.DataFrame) -> tuple[Path, str]:
         """Write an analytics table under the study's lake folder, prefixed with tenant_id and
@@ -62,6 +76,7 @@ class LakeResource(dg.ConfigurableResource):
         df = df.select(pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id"),
                        pl.all().exclude("tenant_id", "study_id"))
         path = self.study_dir(partition_key) / relpath
+        self.tenant_path(partition_key, path)  # relpath "../../other-tenant/..." fails here
         return path, write_parquet_atomic(df, path)
 
 

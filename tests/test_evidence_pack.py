@@ -66,6 +66,7 @@ def good_pack(real, holdout) -> EvidencePack:
         imputed=imputed,
         run_id="run-good",
         context=CONTEXT,
+        n_bootstrap=10,
     )
 
 
@@ -92,7 +93,9 @@ def test_metrics_frame_is_tidy_and_graded_with_the_thresholds(good_pack) -> None
             resolved[row.metric].warn,
             resolved[row.metric].fail,
         )
-        assert row.level == resolved[row.metric].level(row.value)
+        expected = (resolved[row.metric].level(row.value) if np.isnan(row.ci_low)
+                    else resolved[row.metric].level_of_interval(row.ci_low, row.ci_high))
+        assert row.level == expected
     per_column = frame[frame["metric"] == "wasserstein"]
     assert sorted(per_column["variable"]) == ["AGE", "RANDDT", "WEIGHT"]
     assert frame.loc[frame["metric"] == "detection_auc", "variable"].tolist() == [None]

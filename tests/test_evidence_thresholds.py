@@ -77,3 +77,17 @@ def test_worst_level() -> None:
     assert worst_level(["warn", "fail"]) == "fail"
     with pytest.raises(ValueError, match="unknown levels"):
         worst_level(["ok"])
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [(0.92, 1.1, "pass"), (0.5, 0.7, "fail"), (0.8, 1.1, "warn"), (0.6, 1.1, "warn"), (0.76, 0.85, "warn"),
+     (math.nan, 1.0, "fail")],
+)
+def test_a_metric_with_an_interval_decides_only_when_the_interval_clears_a_cut_off(
+    low: float, high: float, expected: str
+) -> None:
+    higher = Threshold(0.9, 0.75, higher_is_better=True)
+    assert higher.level_of_interval(low, high) == expected
+    lower = Threshold(0.1, 0.25, higher_is_better=False)  # the same cases mirrored for lower-is-better
+    assert lower.level_of_interval(1 - high, 1 - low) == expected

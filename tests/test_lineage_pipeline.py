@@ -1,9 +1,10 @@
-"""The demo study through the real pipeline (ingest, analytics, dbt), then the lineage checks on
+"""The demo study through the real pipeline (ingest and every dbt step), then the lineage checks on
 what it recorded: every output re-hashes, bronze files and mart rows changed afterwards are named.
 Slow (the whole pipeline): run by `make bench` / `pytest -m slow`."""
 
 from __future__ import annotations
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -11,7 +12,6 @@ from tests.conftest import fast_study_config
 from trialsynth.cli import main
 from trialsynth.demo.generator import generate_study, write_drop
 from trialsynth.lineage import LocalLineageStore
-from trialsynth.runner import process_landing_zone
 from trialsynth.settings import get_settings
 
 
@@ -21,7 +21,14 @@ def test_pipeline_lineage_verifies_and_catches_changed_bronze_and_marts(settings
     monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home_path))
     get_settings.cache_clear()
     write_drop(generate_study("acme", "ACME-001", n_subjects=120, n_sites=4, seed=5), settings.landing_dir, "acme", "ACME-001")
-    assert [o.status for o in process_landing_zone(log=lambda _m: None)] == ["SUCCESS"]
+    from orchestration.definitions import defs
+    from orchestration.partitions import TENANT_STUDY
+
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(TENANT_STUDY, ["acme|ACME-001"])
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(dg.AssetSelection.groups("ingest", "dbt").resolve(defs.resolve_asset_graph())))
+    assert job.execute_in_process(instance=instance, partition_key="acme|ACME-001").success
     records = LocalLineageStore(settings.lake_dir).read("acme", "ACME-001")
     marts = [r for r in records if r["asset_key"] == "dbt/mart_enrollment"]
     assert marts and marts[-1]["outputs"][0]["kind"] == "rows" and marts[-1]["output_sha256"]

@@ -18,11 +18,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import clickhouse_connect
-import duckdb
 import pytest
 import yaml
 from dbt.cli.main import dbtRunner, dbtRunnerResult
@@ -34,6 +32,7 @@ from tests.test_dbt_project import (
     PILOT,
     acme_rows,
     pilot_rows,
+    query,
     write_bronze,
     write_fixture_lake,
 )
@@ -121,16 +120,22 @@ def test_dbt_fails_without_the_named_password(clickhouse_settings, monkeypatch) 
     assert not _dbt_debug(monkeypatch)
 
 
-# --------------------------------------------------------------------------- physical design (no server)
+# --------------------------------------------------------------------------- physical design and reads (no server)
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict]]:
-    """target -> model -> manifest node, from `dbt parse` (configs need no warehouse)."""
+    """target -> model -> manifest node: DuckDB from `dbt parse`, ClickHouse from a compile of two
+    models for partition acme (configs need no warehouse)."""
     out = {}
-    for target in ("duckdb", "clickhouse"):
-        work = tmp_path_factory.mktemp(f"parse_{target}")
-        result = dbt(["parse"], target, work)
-        assert result.success, result.exception
-        out[target] = compiled(work)
+    work = tmp_path_factory.mktemp("parse_duckdb")
+    assert dbt(["parse"], "duckdb", work).success
+    out["duckdb"] = compiled(work)
+    work = tmp_path_factory.mktemp("compile_clickhouse")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRIALSYNTH_LAKE_DIR", "/lake")
+        result = dbt(["compile", "--no-populate-cache", "--select", "stg_dm", "mart_power_curves", "--vars", ACME_VARS],
+                     "clickhouse", work)
+    assert result.success, result.exception
+    out["clickhouse"] = compiled(work)
     return out
 
 
@@ -149,7 +154,6 @@ def test_clickhouse_tables_are_mergetree_partitioned_by_tenant_and_study(parsed:
         assert config["order_by"][:2] == KEYS, (name, config["order_by"])
         assert config["partition_by"] == "(tenant_id, study_id)", name
         assert config["incremental_strategy"] == "insert_overwrite" and not config["unique_key"], name
-        assert not config["pre-hook"] or "clear_partition" in config["pre-hook"][0]["sql"], name
     # the sorting key is chosen per model: not one default everywhere
     assert len({tuple(c["order_by"]) for c in tables.values()}) > 10
 
@@ -163,23 +167,13 @@ def test_duckdb_keeps_delete_insert_and_ignores_the_clickhouse_design(parsed: di
         assert not config["partition_by"], name  # dbt-duckdb would try to partition (DuckLake only) and warn
 
 
-# --------------------------------------------------------------------------- partition-scoped reads (no server)
-def test_a_partition_run_reads_only_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    lake = tmp_path / "lake"
-    monkeypatch.setenv("TRIALSYNTH_LAKE_DIR", str(lake))
-    assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm", "mart_power_curves", "--vars", ACME_VARS],
-               "clickhouse", tmp_path).success
-    nodes = compiled(tmp_path)
-    stg, power = nodes["stg_dm"], nodes["mart_power_curves"]
-    assert f"file('{lake}/{{acme}}/{{ACME-001}}/bronze/dm.parquet', 'Parquet')" in stg["compiled_code"]
-    assert f"file('{lake}/{{acme}}/{{ACME-001}}/design/power_curves.parquet', 'Parquet'," in power["compiled_code"]
+def test_a_partition_run_reads_only_its_folder(parsed: dict[str, dict[str, dict]]) -> None:
+    stg, power = parsed["clickhouse"]["stg_dm"], parsed["clickhouse"]["mart_power_curves"]
+    assert "file('/lake/{acme}/{ACME-001}/bronze/dm.parquet', 'Parquet')" in stg["compiled_code"]
+    assert "file('/lake/{acme}/{ACME-001}/design/power_curves.parquet', 'Parquet'," in power["compiled_code"]
     assert "/*/*/" not in stg["compiled_code"] + power["compiled_code"]
     # the run's views live in a schema of their own: another partition's run never redefines them
     assert re.fullmatch(r"trialsynth__acme__acme_001_[0-9a-f]{6}", stg["schema"]) and power["schema"] == "trialsynth"
-
-    assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm"], "clickhouse", tmp_path).success
-    stg = compiled(tmp_path)["stg_dm"]
-    assert f"file('{lake}/*/*/bronze/dm.parquet', 'Parquet')" in stg["compiled_code"] and stg["schema"] == "trialsynth"
 
 
 def test_an_s3_lake_is_read_with_s3_and_credentials_stay_out_of_the_sql(tmp_path: Path,
@@ -194,11 +188,12 @@ def test_an_s3_lake_is_read_with_s3_and_credentials_stay_out_of_the_sql(tmp_path
     assert ("s3(trialsynth_lake, filename = '{acme}/{ACME-001}/bronze/dm.parquet', format = 'Parquet')"
             in compiled(tmp_path)["stg_dm"]["compiled_code"])
     assert not any("secret-never-in-git" in p.read_text() for p in (tmp_path / "target").rglob("*.sql"))
-    # without one: the keys of the environment, as arguments of s3()
+    # without one: the keys of the environment, as arguments of s3(); without vars, every partition
     monkeypatch.delenv("TRIALSYNTH_DBT_LAKE_S3_COLLECTION")
     assert dbt(["compile", "--no-populate-cache", "--select", "stg_dm"], "clickhouse", tmp_path).success
-    assert (f"s3('{url}/*/*/bronze/dm.parquet', 'AKIDTEST', 'secret-never-in-git', 'Parquet')"
-            in compiled(tmp_path)["stg_dm"]["compiled_code"])
+    stg = compiled(tmp_path)["stg_dm"]
+    assert f"s3('{url}/*/*/bronze/dm.parquet', 'AKIDTEST', 'secret-never-in-git', 'Parquet')" in stg["compiled_code"]
+    assert stg["schema"] == "trialsynth"
     committed = [p for d in ("models", "macros", "tests") for p in (DBT_DIR / d).rglob("*") if p.is_file()]
     assert not any("secret-never-in-git" in p.read_text() for p in committed + [DBT_DIR / "dbt_project.yml"])
 
@@ -207,68 +202,61 @@ def test_an_s3_lake_is_read_with_s3_and_credentials_stay_out_of_the_sql(tmp_path
 SMALL = ["stg_dm", "stg_ae", "fact_ae"]
 
 
-class Warehouse:
-    """The fact_ae rows of one target, by tenant."""
-
-    def __init__(self, target: str, work: Path, endpoint: ClickHouseEndpoint | None, database: str) -> None:
-        self.target, self.work, self.endpoint, self.database = target, work, endpoint, database
-
-    def counts(self) -> dict[str, int]:
-        sql = "select tenant_id, count(*) from fact_ae group by tenant_id"
-        if self.target == "clickhouse":
-            return dict(clickhouse_client(self.endpoint, self.database).query(sql).result_rows)
-        with duckdb.connect(str(self.work / "warehouse.duckdb"), read_only=True) as con:
-            return dict(con.execute(sql).fetchall())
-
-    def run(self, *args: str, select: list[str] = SMALL) -> dbtRunnerResult:
-        return dbt(["run", "--select", *select, *args], self.target, self.work)
-
-
-@pytest.fixture(params=["duckdb", "clickhouse"])
-def warehouse(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
+@pytest.mark.parametrize("target", ["duckdb", "clickhouse"])
+def test_a_partition_rebuild_replaces_its_rows_and_never_loses_them(target: str, request, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """fact_ae of the two-tenant fixture: a failing rebuild of acme keeps acme's rows (ClickHouse:
+    nothing is deleted, the new rows never reach REPLACE PARTITION; DuckDB: the pre-hook's delete
+    is rolled back), then an acme re-drop without AEs empties acme and leaves pilot as it was."""
     lake = tmp_path / "lake"
     write_fixture_lake(lake)
     endpoint, database = None, f"t_{uuid.uuid4().hex[:10]}"
     env = {"TRIALSYNTH_LAKE_DIR": str(lake), "TRIALSYNTH_WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    if request.param == "clickhouse":
+    if target == "clickhouse":
         endpoint = request.getfixturevalue("clickhouse_endpoint")
         env = {**clickhouse_dbt_env(endpoint, database), **env}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    wh = Warehouse(request.param, tmp_path, endpoint, database)
-    result = wh.run()
-    assert result.success, failures(result) or result.exception
-    yield wh
-    if endpoint is not None:
-        clickhouse_client(endpoint).command(f"DROP DATABASE IF EXISTS {database}")
 
+    def run(*args: str, select: list[str] = SMALL) -> dbtRunnerResult:
+        return dbt(["run", "--select", *select, *args], target, tmp_path)
 
-def test_an_empty_redrop_empties_only_its_partition(warehouse: Warehouse, tmp_path: Path) -> None:
-    assert warehouse.counts() == {"acme": 2, "pilot": 1}
-    acme = acme_rows()
-    del acme["ae"]  # re-drop without AEs
-    write_bronze(tmp_path / "lake", *ACME, acme)
-    pilot = pilot_rows()
-    pilot["ae"].append({**pilot["ae"][0], "AESEQ": 2.0})  # changed too, but not rebuilt
-    write_bronze(tmp_path / "lake", *PILOT, pilot, extras=("DMDTC",))
-    result = warehouse.run("--vars", ACME_VARS)
-    assert result.success, failures(result) or result.exception
-    assert warehouse.counts() == {"pilot": 1}
+    def counts() -> dict[str, int]:
+        sql = "select tenant_id, count(*) from fact_ae group by tenant_id"
+        if endpoint is not None:
+            return dict(clickhouse_client(endpoint, database).query(sql).result_rows)
+        return dict(query(tmp_path / "warehouse.duckdb", sql))  # dbt-duckdb keeps the file open in-process
 
+    try:
+        for args in ((), ("--vars", ACME_VARS)):  # every partition, then acme's own staging views
+            result = run(*args)
+            assert result.success, failures(result) or result.exception
+        assert counts() == {"acme": 2, "pilot": 1}
 
-def test_a_failing_rebuild_keeps_the_partitions_rows(warehouse: Warehouse, tmp_path: Path) -> None:
-    assert warehouse.run("--vars", ACME_VARS).success  # the partition's own staging views exist
-    (tmp_path / "lake" / ACME[0] / ACME[1] / "bronze" / "ae.parquet").write_bytes(b"not parquet")
-    result = warehouse.run("--vars", ACME_VARS, select=["fact_ae"])
-    assert not result.success
-    assert warehouse.counts() == {"acme": 2, "pilot": 1}
-    log = (tmp_path / "logs" / "dbt.log").read_text()
-    if warehouse.target == "clickhouse":
-        assert "replace partition id" in log and not re.search(r"(?i)\bdelete\s+from\b", log)
-    else:  # the pre-hook's delete ran, then the transaction rolled back
-        deletes = list(re.finditer(r"delete from \S+fact_ae\S* where \(tenant_id = 'acme'", log))
-        assert deletes and "ROLLBACK" in log[deletes[-1].end():]
+        ae = lake / ACME[0] / ACME[1] / "bronze" / "ae.parquet"
+        ae.write_bytes(b"not parquet")
+        assert not run("--vars", ACME_VARS, select=["fact_ae"]).success
+        assert counts() == {"acme": 2, "pilot": 1}
+        log = (tmp_path / "logs" / "dbt.log").read_text()
+        if endpoint is not None:
+            assert "replace partition id" in log and not re.search(r"(?i)\bdelete\s+from\b", log)
+        else:
+            deletes = list(re.finditer(r"delete from \S+fact_ae\S* where \(tenant_id = 'acme'", log))
+            assert deletes and "ROLLBACK" in log[deletes[-1].end():]
+
+        acme = acme_rows()
+        del acme["ae"]  # re-drop without AEs
+        write_bronze(lake, *ACME, acme)
+        pilot = pilot_rows()
+        pilot["ae"].append({**pilot["ae"][0], "AESEQ": 2.0})  # changed too, but not rebuilt
+        write_bronze(lake, *PILOT, pilot, extras=("DMDTC",))
+        result = run("--vars", ACME_VARS)
+        assert result.success, failures(result) or result.exception
+        assert counts() == {"pilot": 1}
+    finally:
+        if endpoint is not None:
+            clickhouse_client(endpoint).command(f"DROP DATABASE IF EXISTS {database}")
 
 
 # --------------------------------------------------------------------------- the lake on S3

@@ -44,7 +44,8 @@ def test_running_stack_is_healthy(on_stack, capsys) -> None:
     assert lines["dagster storage"].startswith(f"ok postgres trialsynth@127.0.0.1:{on_stack.postgres.port}/dagster")
     assert lines["warehouse"].startswith("ok ClickHouse 26.") and f":{on_stack.clickhouse.port}" in lines["warehouse"]
     assert "Object Lock enabled" in lines["lineage store"]
-    assert lines["model registry"] == f"ok postgresql+psycopg2://trialsynth@127.0.0.1:{on_stack.postgres.port}/registry (connected)"
+    # the registry is used through the non-owner role of its row-level security (trialsynth.tenancy)
+    assert lines["model registry"] == f"ok postgresql+psycopg2://trialsynth_app@127.0.0.1:{on_stack.postgres.port}/registry (connected)"
 
 
 @pytest.mark.parametrize(("env", "service", "message"), [

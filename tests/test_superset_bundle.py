@@ -20,12 +20,13 @@ from infra.superset.provision import load_rules, stored_password
 from infra.superset.publish import NOT_AVAILABLE, WarehouseBusyError, publish
 from infra.superset.sample_marts import build_sample_warehouse
 from infra.superset.spec import AVAILABILITY_DATASET, SPEC_PATH, load_spec
+from infra.superset.warehouse import ServedWarehouse
 
 SPEC = load_spec()
 
 
 def _bundle(tmp_path: Path) -> dict[str, dict]:
-    with zipfile.ZipFile(io.BytesIO(bundle_zip(SPEC, tmp_path / "marts.duckdb"))) as zf:
+    with zipfile.ZipFile(io.BytesIO(bundle_zip(SPEC, ServedWarehouse(serving_path=str(tmp_path / "marts.duckdb"))))) as zf:
         return {name: yaml.safe_load(zf.read(name)) for name in zf.namelist()}
 
 

@@ -1,13 +1,18 @@
 """Superset end to end: `infra/superset/run_superset.sh` on a two-tenant warehouse, per-tenant
 row-level security through the chart-data API, and every dashboard rendered in headless Chromium
-(screenshots in test-artifacts/superset/). Needs `.venv-superset` (infra/superset/install.sh) and
-Debian's chromium; about 3 minutes, most of it Superset's first-run metadata setup."""
+(screenshots in test-artifacts/superset/<target>/). Needs `.venv-superset` (infra/superset/install.sh)
+and Debian's chromium; about 3 minutes per target, most of it Superset's first-run metadata setup.
+
+Both warehouse targets: the DuckDB serving file (embedded default) and, marked slow, ClickHouse
+(`warehouse.target: clickhouse`: the same marts loaded into the chDB endpoint as dbt lays them out,
+served as views and read through clickhouse-connect's SQLAlchemy dialect)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +21,10 @@ import pytest
 import requests
 
 from infra.superset.provision import SupersetClient, load_rules
-from infra.superset.sample_marts import build_sample_warehouse
+from infra.superset.sample_marts import build_sample_warehouse, load_into_clickhouse
 from infra.superset.server import running_superset
 from infra.superset.spec import ROOT, load_spec
+from infra.superset.warehouse import ENV_VAR, ServedWarehouse
 
 VENV = ROOT / ".venv-superset"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,19 +43,34 @@ class Server:
     url: str
     home: Path
     counts: dict[str, dict[str, int]]
+    target: str
+    env: dict[str, str]  # what run_superset.sh was started with beyond the data dir
 
     def client(self, user: str) -> SupersetClient:
         return SupersetClient(self.url, user, (self.home / f"{user}_password").read_text().strip())
 
 
-@pytest.fixture(scope="session")
-def superset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("superset")
-    counts = build_sample_warehouse(base / "data" / "warehouse" / "trialsynth.duckdb", n_subjects=150,
-                                    omit=PLACEHOLDER_MARTS)
+@pytest.fixture(scope="session", params=["duckdb", pytest.param("clickhouse", marks=pytest.mark.slow)])
+def superset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp(f"superset_{request.param}")
+    warehouse = base / "data" / "warehouse" / "trialsynth.duckdb"
+    counts = build_sample_warehouse(warehouse, n_subjects=150, omit=PLACEHOLDER_MARTS)
+    env: dict[str, str] = {}
+    if request.param == "clickhouse":
+        endpoint = request.getfixturevalue("clickhouse_endpoint")
+        served = ServedWarehouse(target="clickhouse", clickhouse_host=endpoint.host, clickhouse_port=endpoint.port,
+                                 clickhouse_user=endpoint.user, clickhouse_database=f"superset_{uuid.uuid4().hex[:8]}",
+                                 clickhouse_password_env="SUPERSET_TEST_CLICKHOUSE_PASSWORD")
+        import clickhouse_connect
+
+        client = clickhouse_connect.get_client(host=endpoint.host, port=endpoint.port, username=endpoint.user,
+                                               password=endpoint.password, compress=False)
+        load_into_clickhouse(warehouse, client, served.clickhouse_database)
+        warehouse.unlink()  # nothing to serve from DuckDB: every chart must come from ClickHouse
+        env = {ENV_VAR: served.to_json(), served.clickhouse_password_env: endpoint.password}
     try:
-        with running_superset(base / "data", base / "home", base / "run_superset.log") as url:
-            yield Server(url, base / "home", counts)
+        with running_superset(base / "data", base / "home", base / "run_superset.log", env=env) as url:
+            yield Server(url, base / "home", counts, request.param, env)
     except RuntimeError as exc:
         pytest.fail(str(exc))
 
@@ -62,6 +83,14 @@ def _rows_by_tenant(client: SupersetClient, dataset_id: int) -> dict[str, int]:
                 "metrics": [{"expressionType": "SQL", "sqlExpression": "COUNT(*)", "label": "n"}]}]}
     data = client.request("POST", "/api/v1/chart/data", json=body)["result"][0]["data"]
     return {row["tenant_id"]: row["n"] for row in data}
+
+
+def test_the_dashboards_read_the_configured_warehouse(superset: Server):
+    [database] = superset.client("admin").list_all("database", "id,database_name,backend")
+    assert database["backend"] == {"duckdb": "duckdb", "clickhouse": "clickhousedb"}[superset.target]
+    uri = superset.client("admin").get(f"/api/v1/database/{database['id']}")["result"]["sqlalchemy_uri"]
+    password = superset.env.get("SUPERSET_TEST_CLICKHOUSE_PASSWORD")
+    assert password is None or password not in uri  # stored encrypted, shown masked
 
 
 def test_admin_sees_both_tenants_and_each_tenant_user_only_its_own(superset: Server):
@@ -105,7 +134,7 @@ def test_tenant_users_have_no_sql_lab(superset: Server):
 
 
 def test_reprovisioning_is_idempotent(superset: Server):
-    env = {**os.environ, "SUPERSET_HOME": str(superset.home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "SUPERSET_HOME": str(superset.home), "PYTHONPATH": str(ROOT), **superset.env}
     subprocess.run([str(VENV / "bin" / "python"), "-m", "infra.superset.provision", "--url", superset.url,
                     "--serving", str(superset.home.parent / "data" / "serving" / "marts.duckdb")],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
@@ -125,7 +154,7 @@ def test_every_dashboard_renders_in_headless_chromium(superset: Server):
     out = subprocess.run(
         [str(VENV / "bin" / "python"), "-m", "infra.superset.browser_check", "--url", superset.url, "--user", user,
          "--password-file", str(superset.home / f"{user}_password"), "--dashboards", ",".join(SPEC.dashboards),
-         "--out", str(ARTIFACTS)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+         "--out", str(ARTIFACTS / superset.target)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)

@@ -32,7 +32,7 @@ synthesis:
   allow_unapproved: true
   privacy: {epsilon: 1.0, delta: 1.0e-6, cap: {epsilon: 1.5, delta: 1.0e-5}, estimate_domain: true}
   columns:
-    ARM: {categories: [Placebo, Drug 10 mg, Drug 20 mg]}
+    ARM: {categories: [Placebo, Xanomab 50 mg]}
     SEX: {categories: [F, M]}
     AGE: {kind: integer, min_value: 18, max_value: 90}
 """
@@ -57,6 +57,11 @@ def lake(settings, tmp_path, monkeypatch):
     bronze.mkdir(parents=True)
     for domain in ("dm", "vs", "lb", "sv"):
         _bronze(tables[domain]).write_parquet(bronze / f"{domain}.parquet")
+    from assets.study_data import BRONZE_DOMAINS, build_study_data, write_study_data
+
+    # what the study_matrix asset writes, and synthesizer_model reads
+    write_study_data(LakeResource(), PARTITION, build_study_data(*(LakeResource().read_bronze(PARTITION, d)
+                                                                   for d in BRONZE_DOMAINS)))
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANT_STUDY, [PARTITION])
 

@@ -33,6 +33,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
+        # `keys` is how a failing key check is diagnosed (status) and fixed; `doctor` reports broken settings itself
+        if args.command not in ("keys", "doctor"):
+            from trialsynth.security import check_keys
+            from trialsynth.settings import get_settings
+
+            check_keys(get_settings())  # refuse to start on a missing or wrong tenant key (docs/security.md)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         print(f"trialsynth {args.command}: error: {exc}", file=sys.stderr)

@@ -57,6 +57,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 
+from trialsynth.tenancy.postgres import install_tenant_guard
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["synthesizer", "imputer"]
@@ -258,6 +260,9 @@ class ModelRegistry:
     """Registry on the SQLAlchemy database at ``url`` (tables created when missing).
 
     ``url`` defaults to ``get_settings().registry_sqlalchemy_url`` (a SQLite file in the lake).
+    On Postgres every transaction runs for the tenant of the current
+    :func:`trialsynth.tenancy.tenant_scope` (row-level security, docs/security.md): outside a scope
+    the registry sees no model and cannot register one.
     """
 
     def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
@@ -270,7 +275,7 @@ class ModelRegistry:
             if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url)
-        self.engine = engine
+        self.engine = install_tenant_guard(engine)  # a no-op on SQLite
         metadata.create_all(self.engine)
 
     # ----------------------------------------------------------------------------- writing

@@ -21,6 +21,7 @@ from pathlib import Path
 from infra.stack.procs import HOST, StackError, free_port, require_free, wait_until
 
 ROLE = "trialsynth"
+APP_ROLE = "trialsynth_app"  # the non-owner role the product's tenant tables are used through (RLS)
 DATABASES = ("dagster", "registry")
 OS_USER = "postgres"
 
@@ -36,12 +37,20 @@ class Postgres:
     superuser_password: str
     databases: tuple[str, ...]
     directory: Path
+    app_password: str = ""  # of APP_ROLE (trialsynth.tenancy: NOBYPASSRLS, owns nothing)
 
-    def url(self, database: str, with_password: bool = False) -> str:
-        """SQLAlchemy URL (psycopg2) of one database; without the password unless asked (libpq then
-        reads it from PGPASSWORD or the PGPASSFILE the stack writes)."""
-        login = f"{self.user}:{self.password}" if with_password else self.user
+    def url(self, database: str, with_password: bool = False, user: str | None = None) -> str:
+        """SQLAlchemy URL (psycopg2) of one database as ``user`` (default: the trialsynth role; APP_ROLE
+        for the tenant tables); without the password unless asked (libpq then reads it from
+        PGPASSWORD or the PGPASSFILE the stack writes)."""
+        user = user or self.user
+        password = self.app_password if user == APP_ROLE else self.password
+        login = f"{user}:{password}" if with_password else user
         return f"postgresql+psycopg2://{login}@{self.host}:{self.port}/{database}"
+
+    def superuser_url(self, database: str) -> str:
+        """SQLAlchemy URL of one database as the cluster's superuser (setup only: roles, RLS)."""
+        return f"postgresql+psycopg2://postgres:{self.superuser_password}@{self.host}:{self.port}/{database}"
 
 
 def postgres_bindir() -> Path:
@@ -93,11 +102,12 @@ def _run(args: list[str], what: str) -> subprocess.CompletedProcess:
 
 def _secrets(directory: Path) -> dict:
     path = directory / "credentials.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    saved = {"user": ROLE, "password": secrets.token_urlsafe(24), "superuser_password": secrets.token_urlsafe(24)}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(saved))
+    saved = json.loads(path.read_text()) if path.exists() else {
+        "user": ROLE, "password": secrets.token_urlsafe(24), "superuser_password": secrets.token_urlsafe(24)}
+    if "app_password" not in saved:  # clusters made before tenancy get it on their next start
+        saved["app_password"] = secrets.token_urlsafe(24)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(saved))
     return saved
 
 
@@ -191,7 +201,7 @@ def start_postgres(directory: Path, port: int | None = None, databases: tuple[st
                timeout_s, log=log)
     _ensure_role_and_databases(running, creds, databases)
     return Postgres(HOST, running, creds["user"], creds["password"], creds["superuser_password"], tuple(databases),
-                    directory)
+                    directory, creds["app_password"])
 
 
 def _can_connect(port: int, password: str) -> bool:

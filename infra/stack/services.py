@@ -10,11 +10,19 @@ tests/stack_fixtures.py); :func:`start_all` runs them, then writes beside them:
   ``source`` before running trialsynth on the stack;
 - ``pgpass`` (mode 0600): libpq's password file, for URLs without a password (the model registry).
 
+The registry database gets row-level security (:func:`trialsynth.tenancy.apply_row_level_security`:
+tables owned by ``trialsynth_owner``, FORCE RLS, policy on ``app.current_tenant``) and the settings
+point the registry at the non-owner role ``trialsynth_app``. Tenants of ``security.tenants`` get a
+ClickHouse role, row policy and user (``infra/clickhouse/tenant_access.sql``) where the server can
+store users; the chDB stand-in cannot, which is logged.
+
 A service whose ports are recorded is restarted on the same port when it is free.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +33,7 @@ import yaml
 
 from infra.stack.clickhouse import PASSWORD_ENV as CLICKHOUSE_PASSWORD_ENV
 from infra.stack.clickhouse import ClickHouseEndpoint, start_clickhouse_endpoint, stop_clickhouse_endpoint
-from infra.stack.postgres import Postgres, running_port, start_postgres, stop_postgres
+from infra.stack.postgres import APP_ROLE, Postgres, running_port, start_postgres, stop_postgres
 from infra.stack.procs import HOST, StackError, port_is_free, running_pid
 from infra.stack.seaweedfs import SeaweedFS, start_seaweedfs, stop_seaweedfs
 
@@ -63,7 +71,7 @@ class Stack:
         return {
             "dagster_storage": "postgres",
             "postgres": {"host": pg.host, "port": pg.port, "user": pg.user, "db": "dagster", "password_env": PG_PASSWORD_ENV},
-            "registry_url": pg.url("registry"),
+            "registry_url": pg.url("registry", user=APP_ROLE),
             "warehouse": {"target": "clickhouse", "clickhouse_host": ch.host, "clickhouse_port": ch.port,
                           "clickhouse_user": ch.user, "clickhouse_database": CLICKHOUSE_DATABASE},
             "lineage": {"store": "s3", "s3_bucket": LINEAGE_BUCKET, "s3_endpoint_url": s3.endpoint},
@@ -123,6 +131,8 @@ def start_all(state: Path = DEFAULT_STATE, postgres_port: int | None = None, s3_
     ch = _timed("clickhouse", lambda: start_clickhouse_endpoint(state / "clickhouse",
                                                                 _port(clickhouse_port, recorded.get("clickhouse"))),
                 lambda c: f"{c.url}  chDB endpoint (local stand-in for a ClickHouse server), user {c.user}", log)
+    _secure_registry(pg, log)
+    _clickhouse_tenant_access(ch, log)
     stack = Stack(pg, s3, ch, state)
     (state / "ports.env").write_text("# written by `make stack-up` (infra/stack); every service listens on "
                                      f"{HOST} only\n" + "".join(f"{PORT_VARS[n]}={p}\n" for n, p in
@@ -132,9 +142,46 @@ def start_all(state: Path = DEFAULT_STATE, postgres_port: int | None = None, s3_
                                  "the env vars named here; `source .stack/stack.env`)\n"
                                  + yaml.safe_dump(stack.settings(), sort_keys=False))
     _secret_file(stack.env_path, "".join(f"export {k}='{v}'\n" for k, v in stack.environment().items()))
-    _secret_file(state / "pgpass", "".join(f"{pg.host}:{pg.port}:{db}:{pg.user}:{pg.password}\n" for db in pg.databases))
+    _secret_file(state / "pgpass", "".join(f"{pg.host}:{pg.port}:{db}:{pg.user}:{pg.password}\n" for db in pg.databases)
+                 + f"{pg.host}:{pg.port}:registry:{APP_ROLE}:{pg.app_password}\n")
     log(f"settings    {stack.config_path}; run trialsynth on the stack with `source {stack.env_path}`")
     return stack
+
+
+def _secure_registry(pg: Postgres, log: Callable[[str], None]) -> None:
+    """Row-level security on the registry's tables, used through the non-owner APP_ROLE (idempotent)."""
+    from trialsynth.registry import metadata
+    from trialsynth.tenancy import REGISTRY_TENANT_TABLES, apply_row_level_security
+
+    report = apply_row_level_security(pg.superuser_url("registry"), REGISTRY_TENANT_TABLES, metadata=metadata,
+                                      app_role=APP_ROLE, app_password=pg.app_password)
+    log(f"registry    row-level security on {', '.join(report.tenant_tables)}; the product connects as {APP_ROLE}")
+
+
+def _clickhouse_tenant_access(ch: ClickHouseEndpoint, log: Callable[[str], None]) -> None:
+    """Per-tenant ClickHouse users for ``security.tenants`` (infra/clickhouse/tenant_access.sql)."""
+    import clickhouse_connect
+
+    from trialsynth.settings import get_settings
+    from trialsynth.tenancy.clickhouse import AccessManagementUnavailable, apply_tenant_access
+
+    tenants = get_settings().security.tenants
+    if not tenants:
+        log("clickhouse  no tenants in security.tenants: no per-tenant ClickHouse users")
+        return
+    path = ch.directory / "tenant_passwords.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    passwords = {t: saved.get(t) or secrets.token_urlsafe(18) for t in tenants}
+    client = clickhouse_connect.get_client(host=ch.host, port=ch.port, username=ch.user, password=ch.password)
+    try:
+        users = apply_tenant_access(client, passwords, CLICKHOUSE_DATABASE)
+    except AccessManagementUnavailable as exc:
+        log(f"clickhouse  per-tenant users skipped: {exc}")
+        return
+    finally:
+        client.close()
+    _secret_file(path, json.dumps(passwords))
+    log(f"clickhouse  tenant users {', '.join(users)} (row policy tenant_id = <tenant>); passwords in {path}")
 
 
 def stop_all(state: Path = DEFAULT_STATE, log: Callable[[str], None] = print) -> dict[str, bool]:

@@ -6,7 +6,11 @@ no ``type``), ``databases/``, ``datasets/<db>/`` (every column listed, saved met
 chart-data API runs) and ``dashboards/`` (position tree + native filters for study and site).
 UUIDs are derived from names, so re-importing overwrites the same objects instead of adding new ones.
 
-Run: ``python -m infra.superset.bundle --serving data/serving/marts.duckdb --out bundle.zip``.
+The database is the served warehouse (:mod:`infra.superset.warehouse`): the read-only DuckDB serving
+file, or ClickHouse's serving database through ``clickhousedb://`` with the password masked (the
+importer takes it beside the bundle, see :func:`bundle_passwords`).
+
+Run: ``python -m infra.superset.bundle --out bundle.zip [--serving data/serving/marts.duckdb]``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import yaml
 
 from infra.superset.spec import AVAILABILITY_DATASET, Chart, Dashboard, Dataset, Spec, load_spec
+from infra.superset.warehouse import ServedWarehouse, current
 
 DATABASE_NAME = "trialsynth_marts"
 SITES_DATASET = "serving_study_sites"
@@ -52,19 +57,31 @@ def serving_uri(serving_path: Path) -> str:
             "&autoinstall_known_extensions=false&autoload_known_extensions=false")
 
 
-def database_config(serving_path: Path) -> dict[str, Any]:
+def database_uri(warehouse: ServedWarehouse) -> str:
+    """The bundle's URI of the served warehouse (a ClickHouse password masked)."""
+    return serving_uri(Path(warehouse.serving_path)) if warehouse.target == "duckdb" else warehouse.clickhouse_uri()
+
+
+def bundle_passwords(warehouse: ServedWarehouse) -> dict[str, str]:
+    """The ``passwords`` of the import request: the ClickHouse password by database file."""
+    if warehouse.target == "duckdb":
+        return {}
+    return {f"databases/{DATABASE_NAME}.yaml": warehouse.clickhouse_password()}
+
+
+def database_config(warehouse: ServedWarehouse) -> dict[str, Any]:
     return {
-        "database_name": DATABASE_NAME, "sqlalchemy_uri": serving_uri(serving_path), "cache_timeout": None,
+        "database_name": DATABASE_NAME, "sqlalchemy_uri": database_uri(warehouse), "cache_timeout": None,
         "expose_in_sqllab": True, "allow_run_async": False, "allow_ctas": False, "allow_cvas": False,
         "allow_dml": False, "allow_file_upload": False, "extra": {"allows_virtual_table_explore": True},
         "uuid": object_uuid("database", DATABASE_NAME), "version": _VERSION,
     }
 
 
-def dataset_config(ds: Dataset) -> dict[str, Any]:
+def dataset_config(ds: Dataset, schema: str = "main") -> dict[str, Any]:
     temporal = [c for c, t in ds.columns.items() if t.upper().startswith(_TEMPORAL_TYPES)]
     return {
-        "table_name": ds.name, "schema": "main", "main_dttm_col": temporal[0] if temporal else None,
+        "table_name": ds.name, "schema": schema, "main_dttm_col": temporal[0] if temporal else None,
         "description": None, "default_endpoint": None, "offset": 0, "cache_timeout": None, "sql": None,
         "params": None, "template_params": None, "filter_select_enabled": True, "fetch_values_predicate": None,
         "extra": None, "normalize_columns": False, "always_filter_main_dttm": False,
@@ -229,13 +246,13 @@ def dashboard_config(dash: Dashboard) -> dict[str, Any]:
             "is_managed_externally": True, "external_url": None}
 
 
-def bundle_files(spec: Spec, serving_path: Path, root: str = "trialsynth_dashboards") -> dict[str, str]:
+def bundle_files(spec: Spec, warehouse: ServedWarehouse, root: str = "trialsynth_dashboards") -> dict[str, str]:
     """Every file of the bundle, path -> YAML text."""
     dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)  # noqa: E731
     files = {f"{root}/metadata.yaml": dump({"version": _VERSION, "timestamp": "1970-01-01T00:00:00+00:00"}),
-             f"{root}/databases/{DATABASE_NAME}.yaml": dump(database_config(serving_path))}
+             f"{root}/databases/{DATABASE_NAME}.yaml": dump(database_config(warehouse))}
     for ds in spec.datasets.values():
-        files[f"{root}/datasets/{DATABASE_NAME}/{ds.name}.yaml"] = dump(dataset_config(ds))
+        files[f"{root}/datasets/{DATABASE_NAME}/{ds.name}.yaml"] = dump(dataset_config(ds, warehouse.schema))
     for dash in spec.dashboards.values():
         for chart in dash.charts:
             slug = "".join(ch if ch.isalnum() else "_" for ch in chart.name).strip("_")
@@ -244,21 +261,22 @@ def bundle_files(spec: Spec, serving_path: Path, root: str = "trialsynth_dashboa
     return files
 
 
-def bundle_zip(spec: Spec, serving_path: Path) -> bytes:
-    """The bundle as zip bytes, ready for ``POST /api/v1/assets/import/``."""
+def bundle_zip(spec: Spec, warehouse: ServedWarehouse) -> bytes:
+    """The bundle as zip bytes, ready for ``POST /api/v1/assets/import/`` (with :func:`bundle_passwords`)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, text in bundle_files(spec, serving_path).items():
+        for name, text in bundle_files(spec, warehouse).items():
             zf.writestr(name, text)
     return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--serving", type=Path, required=True, help="serving DuckDB file the database points at")
+    p.add_argument("--serving", type=Path, help="DuckDB serving file the database points at (default: the settings' warehouse)")
     p.add_argument("--out", type=Path, required=True, help="zip file to write")
     args = p.parse_args(argv)
-    args.out.write_bytes(bundle_zip(load_spec(), args.serving))
+    warehouse = ServedWarehouse(serving_path=str(args.serving)) if args.serving else current()
+    args.out.write_bytes(bundle_zip(load_spec(), warehouse))
     print(f"wrote {args.out}")
     return 0
 

@@ -9,7 +9,10 @@ Secrets: the admin's and every tenant user's password live in ``$SUPERSET_HOME/<
 (0600). :func:`stored_password` takes the environment variable when set, else the file, else
 generates one and prints it once.
 
-Run: ``python -m infra.superset.provision --url http://127.0.0.1:8088 --serving data/serving/marts.duckdb``.
+The bundle's database is the served warehouse (:mod:`infra.superset.warehouse`): the DuckDB serving
+file, or ClickHouse's serving database, whose password goes beside the bundle (never into it).
+
+Run: ``python -m infra.superset.provision --url http://127.0.0.1:8088 [--serving data/serving/marts.duckdb]``.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
 
-from infra.superset.bundle import DATABASE_NAME, bundle_zip, managed_uuids
+from infra.superset.bundle import DATABASE_NAME, bundle_passwords, bundle_zip, managed_uuids
 from infra.superset.spec import ROOT, load_spec
+from infra.superset.warehouse import ServedWarehouse, current
 
 RULES_PATH = ROOT / "superset_config" / "rls_rules.yaml"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -127,13 +131,13 @@ class SupersetClient:
             page += 1
 
 
-def import_bundle(client: SupersetClient, serving: Path) -> list[str]:
+def import_bundle(client: SupersetClient, warehouse: ServedWarehouse) -> list[str]:
     """Import (overwrite) databases, datasets, charts and dashboards, then delete the charts and
     dashboards an earlier bundle managed that this one no longer has (a renamed or removed chart);
     objects people made in the UI are not managed and never deleted. Returns what was deleted."""
     spec = load_spec()
-    client.request("POST", "/api/v1/assets/import/", data={"passwords": "{}"},
-                   files={"bundle": ("trialsynth_dashboards.zip", bundle_zip(spec, serving), "application/zip")})
+    client.request("POST", "/api/v1/assets/import/", data={"passwords": json.dumps(bundle_passwords(warehouse))},
+                   files={"bundle": ("trialsynth_dashboards.zip", bundle_zip(spec, warehouse), "application/zip")})
     removed = []
     for resource, keep in managed_uuids(spec).items():
         for row in client.list_all(resource, "id,uuid,is_managed_externally"):
@@ -201,13 +205,15 @@ def wait_until_up(url: str, timeout_s: float = 180.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Import the dashboards bundle and apply RLS rules through the REST API.")
     p.add_argument("--url", default="http://127.0.0.1:8088")
-    p.add_argument("--serving", type=Path, required=True, help="serving DuckDB file the bundle's database points at")
+    p.add_argument("--serving", type=Path, help="DuckDB serving file the bundle's database points at "
+                   "(default: the served warehouse's, see infra/superset/warehouse.py)")
     p.add_argument("--rules", type=Path, default=RULES_PATH)
     p.add_argument("--admin", default="admin")
     args = p.parse_args(argv)
     wait_until_up(args.url)
     client = SupersetClient(args.url, args.admin, stored_password(args.admin, "SUPERSET_ADMIN_PASSWORD"))
-    removed = import_bundle(client, args.serving)
+    warehouse = replace(current(), serving_path=str(args.serving)) if args.serving else current()
+    removed = import_bundle(client, warehouse)
     spec = load_spec()
     print(f"imported {len(spec.dashboards)} dashboards, {sum(len(d.charts) for d in spec.dashboards.values())} charts, "
           f"{len(spec.datasets)} datasets" + (f"; deleted no longer managed {', '.join(removed)}" if removed else ""))

@@ -16,7 +16,12 @@ What the serving file holds:
   bronze domains it needs, from ``mart_data_availability``) ``available`` or
   ``not available for this study``, with the row count.
 
-Run: ``python -m infra.superset.publish [--warehouse W] [--serving S]`` (defaults from
+With ``tenant`` (``--tenant T``) the file holds that tenant's rows only: every mart is copied
+``WHERE tenant_id = T`` and a mart without ``tenant_id`` is withheld (an empty placeholder), so a
+tenant's Superset database physically cannot return another tenant's rows, whatever SQL it runs
+(issue 12; ``trialsynth.tenancy.serving.publish_tenants`` writes one file per tenant).
+
+Run: ``python -m infra.superset.publish [--warehouse W] [--serving S] [--tenant T]`` (defaults from
 ``trialsynth.settings``: the dbt warehouse and ``data/serving/marts.duckdb``).
 """
 
@@ -26,6 +31,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +54,7 @@ class PublishReport:
     placeholders: list[str] = field(default_factory=list)
     added_columns: dict[str, list[str]] = field(default_factory=dict)
     cast_columns: dict[str, list[str]] = field(default_factory=dict)  # mart -> ["col TYPE->TYPE"]
+    withheld: list[str] = field(default_factory=list)  # marts without tenant_id, not in a tenant's file
 
     def lines(self) -> list[str]:
         out = [f"published {len(self.copied)} marts to {self.serving_path}"]
@@ -55,6 +62,7 @@ class PublishReport:
         out += [f"  {m}: not in the warehouse, empty placeholder" for m in self.placeholders]
         out += [f"  {m}: columns {cols} missing in the warehouse, served as NULL" for m, cols in self.added_columns.items()]
         out += [f"  {m}: cast to the dashboards spec's types: {', '.join(c)}" for m, c in self.cast_columns.items()]
+        out += [f"  {m}: no tenant_id column, withheld from this tenant's file" for m in self.withheld]
         return out
 
 
@@ -98,8 +106,12 @@ def _warehouse_marts(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def _copy_mart(con: duckdb.DuckDBPyConnection, name: str, schema: str, declared: dict[str, str],
-               report: PublishReport) -> None:
+               report: PublishReport, tenant: str | None = None) -> None:
     actual = {r[0]: r[1] for r in con.execute(f"DESCRIBE wh.{_q(schema)}.{_q(name)}").fetchall()}
+    if tenant is not None and "tenant_id" not in actual:
+        _create_empty(con, name, declared or actual)
+        report.withheld.append(name)
+        return
     select = []
     for col, typ in actual.items():
         want = declared.get(col)
@@ -114,7 +126,8 @@ def _copy_mart(con: duckdb.DuckDBPyConnection, name: str, schema: str, declared:
     missing = [c for c in declared if c not in actual]
     select += [f"CAST(NULL AS {declared[c]}) AS {_q(c)}" for c in missing]
     order = " ORDER BY tenant_id, study_id" if {"tenant_id", "study_id"} <= set(actual) else ""
-    con.execute(f"CREATE TABLE main.{_q(name)} AS SELECT {', '.join(select)} FROM wh.{_q(schema)}.{_q(name)}{order}")
+    where = f" WHERE tenant_id = {duckdb_str(tenant)}" if tenant is not None else ""
+    con.execute(f"CREATE TABLE main.{_q(name)} AS SELECT {', '.join(select)} FROM wh.{_q(schema)}.{_q(name)}{where}{order}")
     report.copied[name] = con.execute(f"SELECT count(*) FROM main.{_q(name)}").fetchone()[0]
     if missing:
         report.added_columns[name] = missing
@@ -147,27 +160,42 @@ def _build_serving_tables(con: duckdb.DuckDBPyConnection, spec: Spec) -> None:
         return
     studies = " UNION ".join(f"SELECT DISTINCT tenant_id, study_id FROM main.{_q(t)}" for t in study_sources)
     con.execute(f"CREATE TEMP TABLE studies AS {studies}")
+    select = availability_select(spec, "studies", lambda mart: f"main.{_q(mart)}", duckdb_str)
+    con.execute(f"INSERT INTO {AVAILABILITY_DATASET} SELECT * FROM ({select}) ORDER BY ALL")
+
+
+def availability_select(spec: Spec, studies: str, table: Callable[[str], str], literal: Callable[[str], str]) -> str:
+    """SELECT of ``serving_dashboard_availability`` (tenant_id, study_id, dashboard, source, status,
+    n_rows) in SQL that DuckDB and ClickHouse read alike: ``studies`` is a relation of the distinct
+    tenant_id, study_id; ``table(mart)`` a mart's reference, ``literal(text)`` a string literal.
+
+    Per study, dashboard and source (each mart of the dashboard, each bronze domain it needs):
+    available when the mart has a row of the study / the domain is present in mart_data_availability.
+    A UNION with a zero row per study instead of an outer join, so the result does not depend on
+    ClickHouse's join_use_nulls."""
+    def part(slug: str, source: str, rows: str) -> str:
+        return (f"SELECT tenant_id, study_id, {literal(slug)} AS dashboard, {literal(source)} AS source, "
+                f"CASE WHEN max(found) = 1 THEN 'available' ELSE {literal(NOT_AVAILABLE)} END AS status, "
+                f"CAST(sum(n) AS BIGINT) AS n_rows "
+                f"FROM (SELECT tenant_id, study_id, 0 AS found, 0 AS n FROM {studies} UNION ALL {rows}) AS counted "
+                f"GROUP BY tenant_id, study_id")
+
     parts = []
     for dash in spec.dashboards.values():
         for mart in dash.marts:
-            parts.append(
-                f"SELECT s.tenant_id, s.study_id, {duckdb_str(dash.slug)}, {duckdb_str(mart)}, "
-                f"CASE WHEN count(m.study_id) > 0 THEN 'available' ELSE {duckdb_str(NOT_AVAILABLE)} END, count(m.study_id) "
-                f"FROM studies s LEFT JOIN main.{_q(mart)} m ON m.tenant_id = s.tenant_id AND m.study_id = s.study_id "
-                f"GROUP BY s.tenant_id, s.study_id")
+            parts.append(part(dash.slug, mart, f"SELECT tenant_id, study_id, 1, count(*) FROM {table(mart)} "
+                                               "GROUP BY tenant_id, study_id"))
         for domain in dash.requires_domains:
-            parts.append(
-                f"SELECT s.tenant_id, s.study_id, {duckdb_str(dash.slug)}, {duckdb_str('domain ' + domain)}, "
-                f"CASE WHEN coalesce(bool_or(a.is_present), false) THEN 'available' ELSE {duckdb_str(NOT_AVAILABLE)} END, "
-                f"coalesce(sum(a.row_count), 0) "
-                f"FROM studies s LEFT JOIN main.mart_data_availability a ON a.tenant_id = s.tenant_id "
-                f"AND a.study_id = s.study_id AND a.domain = {duckdb_str(domain)} GROUP BY s.tenant_id, s.study_id")
-    con.execute(f"INSERT INTO {AVAILABILITY_DATASET} SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY ALL")
+            parts.append(part(dash.slug, f"domain {domain}",
+                              f"SELECT tenant_id, study_id, CASE WHEN is_present THEN 1 ELSE 0 END, row_count "
+                              f"FROM {table('mart_data_availability')} WHERE domain = {literal(domain)}"))
+    return " UNION ALL ".join(parts)
 
 
 def publish(warehouse: Path, serving: Path, spec: Spec | None = None, retries: int = 10,
-            wait_s: float = 3.0) -> PublishReport:
-    """Build a fresh serving file from ``warehouse`` and atomically replace ``serving`` with it.
+            wait_s: float = 3.0, tenant: str | None = None) -> PublishReport:
+    """Build a fresh serving file from ``warehouse`` and atomically replace ``serving`` with it
+    (``tenant``: that tenant's rows only, see the module docstring).
 
     Raises WarehouseBusyError when the warehouse stays locked for ``retries`` x ``wait_s`` seconds
     (the existing serving file, if any, is left untouched).
@@ -186,13 +214,13 @@ def publish(warehouse: Path, serving: Path, spec: Spec | None = None, retries: i
             if ds.serving:
                 continue
             if name in marts:
-                _copy_mart(con, name, marts[name], ds.columns, report)
+                _copy_mart(con, name, marts[name], ds.columns, report, tenant)
             else:
                 _create_empty(con, name, ds.columns)
                 report.placeholders.append(name)
         for name, schema in marts.items():
             if name not in spec.datasets:
-                _copy_mart(con, name, schema, {}, report)
+                _copy_mart(con, name, schema, {}, report, tenant)
         if attached:
             con.execute("DETACH wh")
         _build_serving_tables(con, spec)
@@ -230,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serving", type=Path, default=serving)
     p.add_argument("--retries", type=int, default=10)
     p.add_argument("--wait", type=float, default=3.0, help="seconds between retries while the warehouse is locked")
+    p.add_argument("--tenant", help="publish this tenant's rows only (a per-tenant serving file)")
     args = p.parse_args(argv)
     try:
-        report = publish(args.warehouse, args.serving, retries=args.retries, wait_s=args.wait)
+        report = publish(args.warehouse, args.serving, retries=args.retries, wait_s=args.wait, tenant=args.tenant)
     except WarehouseBusyError as exc:
         print(f"publish skipped: {exc}", file=sys.stderr)
         if args.serving.exists():

@@ -3,7 +3,8 @@
 #   first run : install .venv-superset, create the metadata DB (SQLite in .superset_home/), the admin
 #               user (password from $SUPERSET_ADMIN_PASSWORD or generated, printed once, stored in
 #               .superset_home/admin_password, mode 0600) and the SECRET_KEY (.superset_home/secret_key);
-#   every run : publish the marts to the read-only serving file by atomic swap, start gunicorn,
+#   every run : publish the marts (DuckDB: to the read-only serving file by atomic swap; ClickHouse,
+#               with warehouse.target: clickhouse: as views in <database>_serving), start gunicorn,
 #               re-import the dashboards bundle (datasets and charts too), apply the RLS rules,
 #               tenant roles and users, then serve until interrupted.
 # Environment: SUPERSET_HOME (default .superset_home), SUPERSET_PORT (8088), SUPERSET_WORKERS (2),
@@ -28,17 +29,23 @@ fi
 mkdir -p "$SUPERSET_HOME"
 chmod 700 "$SUPERSET_HOME"
 
-# Warehouse and serving paths from trialsynth's settings (the project venv), else the default layout.
-if [ -x "$ROOT/.venv/bin/python" ]; then
-  mapfile -t PATHS < <("$ROOT/.venv/bin/python" -c \
-    'from infra.superset.publish import default_paths; print(*default_paths(), sep="\n")')
-else
-  mapfile -t PATHS < <("$VENV/bin/python" -c \
-    'from infra.superset.publish import default_paths; print(*default_paths(), sep="\n")')
+# The served warehouse (infra/superset/warehouse.py) from trialsynth's settings (the project venv)
+# unless the caller exported it; else the embedded default layout. `warehouse.target: clickhouse`:
+# views in ClickHouse (password from the env var the settings name), else the DuckDB serving file.
+if [ -z "${TRIALSYNTH_SUPERSET_WAREHOUSE:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then
+  TRIALSYNTH_SUPERSET_WAREHOUSE=$("$ROOT/.venv/bin/python" -m infra.superset.warehouse)
+  export TRIALSYNTH_SUPERSET_WAREHOUSE
 fi
-WAREHOUSE=${PATHS[0]}
-SERVING=${PATHS[1]}
-"$VENV/bin/python" -m infra.superset.publish --warehouse "$WAREHOUSE" --serving "$SERVING"
+mapfile -t SERVED < <("$VENV/bin/python" -c \
+  'from infra.superset.warehouse import current; w = current(); print(w.target, w.warehouse_path, w.serving_path, sep="\n")')
+TARGET=${SERVED[0]}
+WAREHOUSE=${SERVED[1]}
+SERVING=${SERVED[2]}
+if [ "$TARGET" = clickhouse ]; then
+  "$VENV/bin/python" -m infra.superset.publish_clickhouse
+else
+  "$VENV/bin/python" -m infra.superset.publish --warehouse "$WAREHOUSE" --serving "$SERVING"
+fi
 
 SUPERSET_VERSION=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("apache_superset"))')
 STAMP=$SUPERSET_HOME/.initialized-$SUPERSET_VERSION

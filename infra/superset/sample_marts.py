@@ -186,3 +186,26 @@ def build_sample_warehouse(path: Path, n_subjects: int = 150, cdisc_subjects: in
     finally:
         con.close()
     return counts
+
+
+def load_into_clickhouse(warehouse: Path, client, database: str) -> dict[str, int]:
+    """Copy every ``mart_*`` table of the DuckDB ``warehouse`` into ClickHouse ``database`` (created;
+    tables replaced) as dbt's ClickHouse target lays them out: MergeTree partitioned by (tenant_id,
+    study_id), sorted by them, Nullable columns. ``client``: clickhouse-connect. Returns rows per table."""
+    from infra.superset.publish_clickhouse import clickhouse_type
+
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    rows = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        marts = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                           "WHERE starts_with(table_name, 'mart_') ORDER BY 1").fetchall()]
+        for mart in marts:
+            types = con.execute(f'DESCRIBE "{mart}"').fetchall()
+            columns = ", ".join(f"`{name}` {clickhouse_type(dtype)}" for name, dtype, *_ in types)
+            client.command(f"DROP TABLE IF EXISTS `{database}`.`{mart}`")
+            client.command(f"CREATE TABLE `{database}`.`{mart}` ({columns}) ENGINE = MergeTree "
+                           "PARTITION BY (tenant_id, study_id) ORDER BY (tenant_id, study_id) "
+                           "SETTINGS allow_nullable_key = 1")
+            client.insert_arrow(f"`{database}`.`{mart}`", con.sql(f'SELECT * FROM "{mart}"').to_arrow_table())
+            rows[mart] = client.command(f"SELECT count() FROM `{database}`.`{mart}`")
+    return rows

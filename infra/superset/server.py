@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,13 +24,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_superset(data_dir: Path, home: Path, log_path: Path, timeout_s: float = 360,
-                     workers: int = 2) -> Iterator[str]:
+                     workers: int = 2, env: Mapping[str, str] | None = None) -> Iterator[str]:
     """Run ``run_superset.sh`` with ``TRIALSYNTH_DATA_DIR=data_dir`` (its warehouse is published) and
-    ``SUPERSET_HOME=home`` on a free port; yields the base URL once provisioning is done, stops the
-    whole process group on exit. Raises RuntimeError with the log tail when it does not get ready."""
+    ``SUPERSET_HOME=home`` on a free port, plus ``env`` (e.g. settings choosing the ClickHouse
+    target); yields the base URL once provisioning is done, stops the whole process group on exit.
+    Raises RuntimeError with the log tail when it does not get ready."""
     port = free_port()
     env = {**os.environ, "TRIALSYNTH_DATA_DIR": str(data_dir), "SUPERSET_HOME": str(home),
-           "SUPERSET_PORT": str(port), "SUPERSET_WORKERS": str(workers)}
+           "SUPERSET_PORT": str(port), "SUPERSET_WORKERS": str(workers), **(env or {})}
     env.pop("SUPERSET_ADMIN_PASSWORD", None)
     ready = Path(home) / "ready"
     ready.unlink(missing_ok=True)

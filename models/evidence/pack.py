@@ -26,7 +26,15 @@ from models.evidence.metrics import (
     utility_scores,
 )
 from models.evidence.privacy import EXACT_COPY_TOLERANCE, PrivacyResult, guarantee_section, privacy_metrics
-from models.evidence.thresholds import LEVELS, Level, Threshold, metric_info, resolve_thresholds, worst_level
+from models.evidence.thresholds import (
+    DERIVED_METRICS,
+    LEVELS,
+    Level,
+    Threshold,
+    metric_info,
+    resolve_thresholds,
+    worst_level,
+)
 
 SCHEMA_VERSION = 2  # 2: ci_low / ci_high columns, utility as a list of targets, warnings
 METRIC_COLUMNS = ["metric", "variable", "value", "ci_low", "ci_high", "threshold_warn", "threshold_fail", "level"]
@@ -98,7 +106,8 @@ class EvidencePack:
         tally = ", ".join(f"{counts.get(level, 0)} {level}" for level in ("fail", "warn", "pass"))
         lines = [f"{self.overall_level.upper()}: {tally} of {len(self.metrics)} metrics."]
         ordered = self.by_severity()
-        for metric, rows in ordered[ordered["level"] != "pass"].groupby("metric", sort=False):
+        bad = ordered[(ordered["level"] != "pass") & ~ordered["metric"].isin(list(DERIVED_METRICS))]
+        for metric, rows in bad.groupby("metric", sort=False):
             lines.append(_explain(metric, rows, self.thresholds[metric]))
         lines += [f"Warning: {w}" for w in self.details.get("warnings", [])]
         lines += [f"Note: {n}" for n in self.details.get("notes", [])]
@@ -135,6 +144,10 @@ class EvidencePack:
                          f"({closest['holdout_p5']:.4g})")
         lines += [f"  warning: {w}" for w in self.details.get("warnings", [])]
         return "\n".join(lines)
+
+    def summary_markdown(self) -> str:
+        """:meth:`summary_text` as Markdown that keeps its line breaks (a fenced block), for Dagster."""
+        return f"```\n{self.summary_text()}\n```"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content (non-finite numbers become None)."""
@@ -222,7 +235,8 @@ def _explain(metric: str, rows: pd.DataFrame, threshold: Threshold) -> str:
         parts = ", ".join(f"{n} {lv}" for lv, n in rows["level"].value_counts().items())
         what = f"{metric} is at warn/fail for {len(rows)} variables ({parts}; worst {worst.variable} = {_value(worst)})"
     note = " (its interval straddles a cut-off, so it does not decide)" if len(undecided) else ""
-    return f"{what}{note}; {threshold.describe()}. {info.definition[0].upper()}{info.definition[1:]}."
+    scale = f" Scale: {info.normalisation}." if info.normalisation else ""
+    return f"{what}{note}; {threshold.describe()}. {info.definition[0].upper()}{info.definition[1:]}.{scale}"
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -261,7 +275,7 @@ def build_evidence_pack(
     random_state: int | None = 0,
     n_threads: int | None = 1,
     privacy_guarantee: Mapping[str, Any] | None = None,
-    n_bootstrap: int = 50,
+    n_bootstrap: int = 30,
     closest_k: int = 3,
     conditions: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
@@ -291,8 +305,8 @@ def build_evidence_pack(
     privacy_guarantee : the DP synthesizer's ``privacy_`` (None: no guarantee); stated in the
         details as ``privacy_guarantee`` (:func:`~models.evidence.privacy.guarantee_section`), in the
         summary and in the report, "none" when there is none.
-    n_bootstrap : bootstrap replicates of each utility ratio (refits; 0: no interval, the point
-        value grades it).
+    n_bootstrap : bootstrap replicates of each utility ratio (each refits the synthetic model, see
+        :func:`~models.evidence.metrics.utility_scores`; 0: no interval, the point value grades it).
     closest_k : closest real records listed per synthetic row (:attr:`EvidencePack.closest`); 0: none.
     conditions : the strata the synthetic cohort was sampled in (``{column: value}``); real, holdout
         and imputed rows are restricted to them before measuring, and a stratum with fewer than

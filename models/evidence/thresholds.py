@@ -188,8 +188,8 @@ def metric_info(metric: str) -> MetricInfo:
     return METRIC_INFO.get(metric, MetricInfo("other", metric, ""))
 
 
-# Metrics whose thresholds are the complement (1 - x) of another metric's.
-_COMPLEMENTS = {"ks_complement": "ks_statistic"}
+DERIVED_METRICS = {"ks_complement": "ks_statistic"}
+"""Metrics whose thresholds are the complement (1 - x) of another metric's (they repeat it)."""
 
 
 def resolve_thresholds(overrides: Mapping[str, Any] | None = None) -> dict[str, Threshold]:
@@ -201,9 +201,9 @@ def resolve_thresholds(overrides: Mapping[str, Any] | None = None) -> dict[str, 
     """
     resolved = dict(DEFAULT_THRESHOLDS)
     for metric, spec in (overrides or {}).items():
-        if metric in _COMPLEMENTS:
+        if metric in DERIVED_METRICS:
             raise ValueError(
-                f"threshold {metric!r} is derived from {_COMPLEMENTS[metric]!r} (1 - x); override that instead"
+                f"threshold {metric!r} is derived from {DERIVED_METRICS[metric]!r} (1 - x); override that instead"
             )
         if metric not in resolved:
             raise ValueError(f"unknown evidence metric {metric!r} in thresholds; known: {sorted(resolved)}")
@@ -219,7 +219,7 @@ def resolve_thresholds(overrides: Mapping[str, Any] | None = None) -> dict[str, 
             resolved[metric] = replace(resolved[metric], **spec)
         except ValueError as exc:
             raise ValueError(f"threshold {metric!r}: {exc}") from None
-    for derived, source in _COMPLEMENTS.items():
+    for derived, source in DERIVED_METRICS.items():
         base = resolved[source]
         resolved[derived] = Threshold(1.0 - base.warn, 1.0 - base.fail, not base.higher_is_better)
     return resolved

@@ -7,7 +7,7 @@ per-tenant limits, CORS (closed unless ``api.cors_origins`` lists origins) and t
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trialsynth.api.auth import TokenVerifier
 from trialsynth.api.dagster import CircuitBreaker, DagsterClient
-from trialsynth.api.deps import ApiContext
+from trialsynth.api.deps import ApiContext, reject_unknown_query
 from trialsynth.api.idempotency import IdempotencyStore
 from trialsynth.api.jobs import JobService
 from trialsynth.api.limits import RateLimiter
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, dagster: DagsterClient | Non
                      registry=ModelRegistry(settings.registry_sqlalchemy_url))
 
     app = FastAPI(title="trialsynth API", version=API_VERSION, description=DESCRIPTION,
+                  dependencies=[Depends(reject_unknown_query)],
                   openapi_tags=[{"name": n} for n in ("synth", "impute", "evidence", "simulate", "jobs", "ingest",
                                                       "health")])
     app.state.ctx = ctx

@@ -3,7 +3,8 @@ Idempotency-Key handling of POSTs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,9 +17,9 @@ from trialsynth.api.auth import Principal, TokenVerifier
 from trialsynth.api.dagster import DagsterClient
 from trialsynth.api.idempotency import IdempotencyStore, fingerprint, run_idempotent
 from trialsynth.api.jobs import JobService
-from trialsynth.api.limits import RateLimiter, charge_quota
+from trialsynth.api.limits import RateLimiter, charge_quota, refund_quota
 from trialsynth.api.observability import Telemetry, tenant_var
-from trialsynth.api.problems import IDEMPOTENCY_HEADER, PROBLEM_JSON
+from trialsynth.api.problems import IDEMPOTENCY_HEADER, PROBLEM_JSON, invalid
 from trialsynth.api.schemas import Problem
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings
@@ -36,9 +37,16 @@ class ApiContext:
     telemetry: Telemetry
     registry: ModelRegistry
 
-    def charge(self, tenant: str) -> None:
-        """One job or upload against the tenant's daily quota (429 when used up)."""
+    @contextmanager
+    def quota(self, tenant: str) -> Iterator[None]:
+        """One job or upload against the tenant's daily quota (429 when used up), given back when the
+        work inside fails (Dagster unreachable ...)."""
         charge_quota(self.engine, tenant, self.settings.api.quota_per_day)
+        try:
+            yield
+        except BaseException:
+            refund_quota(self.engine, tenant)
+            raise
 
 
 def get_ctx(request: Request) -> ApiContext:
@@ -77,3 +85,12 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     common = (401, 413, 422, 429, 500, 504)
     return {s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "problem details (RFC 9457)"}
             for s in sorted(set(statuses) | set(common))}
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not define is an error (a typo must not be ignored silently)."""
+    route = request.scope.get("route")
+    known = {param.alias for param in getattr(getattr(route, "dependant", None), "query_params", [])}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise invalid(f"query.{unknown[0]}", f"unknown query parameter (this route takes: {', '.join(sorted(known)) or 'none'})")

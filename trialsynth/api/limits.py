@@ -72,3 +72,10 @@ def charge_quota(engine: Engine, tenant: str, limit: int) -> None:
                                headers={"Retry-After": str(wait)})
     raise ProblemError(503, "service-unavailable", "Service unavailable", "quota accounting is contended; retry",
                        headers={"Retry-After": "1"})
+
+
+def refund_quota(engine: Engine, tenant: str) -> None:
+    """Give back one unit of today's quota (the charged work did not happen)."""
+    day = now().date().isoformat()
+    with engine.begin() as conn:
+        conn.execute(update(U).where(U.c.tenant == tenant, U.c.day == day, U.c.count > 0).values(count=U.c.count - 1))

@@ -160,7 +160,7 @@ class ApiMiddleware:
                 self.telemetry.latency.labels(method, route, tenant).observe(elapsed)
                 self.telemetry.requests.labels(method, route, tenant, str(status["code"])).inc()
                 access_log.info("%s %s %s", method, path, status["code"], extra={
-                    "method": method, "route": route, "status": status["code"],
+                    "method": method, "route": route, "status": status["code"], "trace_id": trace_id,
                     "duration_ms": round(elapsed * 1000, 2), "tenant_id": tenant if tenant != "-" else None})
 
     @staticmethod

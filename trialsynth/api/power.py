@@ -15,20 +15,19 @@ import math
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from models.design.curves import power_curves
 from models.design.simulate import simulate_power
+from trialsynth.api.schemas import StrictBody
 from trialsynth.commands.power import build_design
 from trialsynth.names import SAFE_NAME
 
 MAX_SIMULATED_CELLS = 2_000_000_000
 
 
-class PowerRequest(BaseModel):
+class PowerRequest(StrictBody):
     """A two-arm design: endpoint, effect and assumptions (every field is echoed in the answer)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     endpoint: Literal["continuous", "binary", "tte"]
     effect: float | None = Field(None, description="mean difference (continuous, in outcome units), risk difference "
@@ -44,7 +43,7 @@ class PowerRequest(BaseModel):
     p_control: float | None = Field(None, ge=0.001, le=0.999, description="response proportion, control (binary)")
     p_treatment: float | None = Field(None, ge=0.001, le=0.999, description="response proportion, treatment (binary)")
     method: Literal["pooled", "arcsine"] = "pooled"
-    continuity_correction: bool = False
+    continuity_correction: StrictBool = False
     hr: float | None = Field(None, ge=0.01, le=100, description="hazard ratio treatment / control (tte)")
     control_median: float = Field(12.0, gt=0, le=1e4, description="control median time to event (tte)")
     accrual: float = Field(12.0, ge=0, le=1e4, description="uniform accrual period (tte, same time unit)")

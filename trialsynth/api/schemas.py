@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trialsynth.names import SAFE_NAME
 
@@ -15,11 +15,32 @@ JobKind = Literal["train", "generate", "impute", "simulate"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 
-class _Strict(BaseModel):
+def _types(annotation: Any) -> set:
+    """Every type an annotation admits (unions and containers unpacked; Literal values are not types)."""
+    found = {annotation} if isinstance(annotation, type) else set()
+    for arg in get_args(annotation):
+        found |= _types(arg)
+    return found
+
+
+class StrictBody(BaseModel):
+    """A request body: unknown fields, NaN/Infinity and booleans given for numbers are refused (JSON
+    numbers like 3.0 still count as integers, as in JSON Schema)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and bool not in _types(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got a boolean")
+        return data
 
-class ColumnSpec(_Strict):
+
+class ColumnSpec(StrictBody):
     """How one column is synthesized (models.synth.schema.ColumnSpec); omitted fields are inferred."""
 
     kind: Literal["continuous", "integer", "categorical", "ordinal", "date"]
@@ -30,7 +51,7 @@ class ColumnSpec(_Strict):
     decimals: int | None = Field(None, ge=0, le=10)
 
 
-class TrainRequest(_Strict):
+class TrainRequest(StrictBody):
     study: str = Name
     synthesizer: Literal["ctgan", "copula"] | None = Field(None, description="default: the study config's")
     seed: int | None = Seed
@@ -38,7 +59,7 @@ class TrainRequest(_Strict):
                                            description="per-column kind, categories and constraints")
 
 
-class GenerateRequest(_Strict):
+class GenerateRequest(StrictBody):
     model_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="a synthesizer model of this tenant")
     n: int = Field(ge=1, le=100_000, description="rows to generate")
     conditions: dict[str, Scalar] = Field(default_factory=dict, max_length=10,
@@ -47,7 +68,7 @@ class GenerateRequest(_Strict):
     seed: int | None = Seed
 
 
-class ImputeRequest(_Strict):
+class ImputeRequest(StrictBody):
     study: str = Name
     mechanism: Literal["MCAR", "MAR", "MNAR"] | None = Field(
         None, description="assumed mechanism, used to hide observed cells for the comparison")
@@ -58,7 +79,7 @@ class ImputeRequest(_Strict):
     seed: int | None = Seed
 
 
-class ApproveRequest(_Strict):
+class ApproveRequest(StrictBody):
     why: str = Field(min_length=1, max_length=2000, description="why the model is approved (audit trail)")
 
 

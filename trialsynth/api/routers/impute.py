@@ -20,9 +20,9 @@ def run(body: ImputeRequest, request: Request, ctx: Ctx, caller: Caller, key: Id
 
     def handler(job_id: str) -> Response:
         require_study(ctx, caller.tenant, body.study)
-        ctx.charge(caller.tenant)
         config = {k: v for k, v in payload.items() if k != "study"}
         run_config = {"ops": {"imputation_benchmark": {"config": config}}}
-        return accepted(ctx.jobs.create(caller.tenant, "impute", body.study, payload, run_config, job_id))
+        with ctx.quota(caller.tenant):
+            return accepted(ctx.jobs.create(caller.tenant, "impute", body.study, payload, run_config, job_id))
 
     return idempotent(ctx, caller, request, key, payload, handler)

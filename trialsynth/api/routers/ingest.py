@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -42,8 +43,11 @@ def _digest(upload: UploadFile) -> tuple[int, str]:
 @router.post("/drops", status_code=201, response_model=Drop, responses=problems(400, 409, 422))
 def upload_drop(request: Request, ctx: Ctx, caller: Caller, key: IdempotencyKey,
                 study: Annotated[str, Form(pattern=SAFE_NAME.pattern)],
-                files: Annotated[list[UploadFile], File(description="the drop's files (CSV, Parquet, SAS XPT, define.xml)")],
-                drop_id: Annotated[str | None, Form(pattern=SAFE_NAME.pattern)] = None) -> Response:
+                files: Annotated[list[UploadFile], File(min_length=1, max_length=MAX_FILES,
+                                                         description="the drop's files (CSV, Parquet, SAS XPT, define.xml)")],
+                drop_id: Annotated[str | None, Form(pattern=f"^({SAFE_NAME.pattern.strip('^$')})?$",
+                                                    description="empty or absent: the API names the drop")] = None,
+                ) -> Response:
     """Land an EDC drop (multipart) as ``<landing>/<tenant>/<study>/<drop_id>/`` with its ready marker."""
     if len(files) > MAX_FILES:
         raise invalid("body.files", f"at most {MAX_FILES} files per drop")
@@ -65,29 +69,34 @@ def upload_drop(request: Request, ctx: Ctx, caller: Caller, key: IdempotencyKey,
         clash = identity_clashes([tenant], known_tenants(ctx.settings.raw_dir)).get(tenant)
         if clash:
             raise ProblemError(409, "tenant-clash", "Tenant name clash", clash)
-        ctx.charge(tenant)
-        chosen = drop_id or f"api-{resource_id[:16]}"
-        study_dir = ctx.settings.landing_dir / tenant / study
-        final = study_dir / chosen
-        if final.exists():
-            raise ProblemError(409, "drop-exists", "Drop exists", f"drop_id: drop {chosen!r} of {study} already landed",
-                               errors=[{"field": "body.drop_id", "pointer": "/drop_id", "detail": "already landed"}])
-        staging = study_dir / f".{chosen}.upload-{uuid.uuid4().hex[:8]}"
-        staging.mkdir(parents=True)
-        try:
-            for upload, (name, _size, _sha) in zip(files, described, strict=True):
-                upload.file.seek(0)
-                with open(staging / name, "wb") as out:
-                    shutil.copyfileobj(upload.file, out, _CHUNK)
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        (final / "_READY").touch()  # last: the sensor reads a drop only once this exists
-        body = {"drop_id": chosen, "study": study, "ready": True, "landing": f"landing:{tenant}/{study}/{chosen}/",
-                "files": [{"name": n, "bytes": size, "sha256": sha} for n, size, sha in described]}
-        return json_response(201, body, {"Location": f"/ingest/v1/drops/{chosen}"})
+        with ctx.quota(tenant):
+            return land(ctx.settings.landing_dir / tenant / study, tenant, study, drop_id or f"api-{resource_id[:16]}",
+                        files, described)
 
     return idempotent(ctx, caller, request, key, payload, handler)
+
+
+def land(study_dir: Path, tenant: str, study: str, drop_id: str, files: list[UploadFile],
+         described: list[tuple[str, int, str]]) -> Response:
+    """Write the drop into a hidden folder, rename it into place, then the ready marker (module doc)."""
+    final = study_dir / drop_id
+    if final.exists():
+        raise ProblemError(409, "drop-exists", "Drop exists", f"drop_id: drop {drop_id!r} of {study} already landed",
+                           errors=[{"field": "body.drop_id", "pointer": "/drop_id", "detail": "already landed"}])
+    staging = study_dir / f".{drop_id}.upload-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        for upload, (name, _size, _sha) in zip(files, described, strict=True):
+            upload.file.seek(0)
+            with open(staging / name, "wb") as out:
+                shutil.copyfileobj(upload.file, out, _CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (final / "_READY").touch()  # last: the sensor reads a drop only once this exists
+    body = {"drop_id": drop_id, "study": study, "ready": True, "landing": f"landing:{tenant}/{study}/{drop_id}/",
+            "files": [{"name": n, "bytes": size, "sha256": sha} for n, size, sha in described]}
+    return json_response(201, body)

@@ -59,9 +59,9 @@ def power(body: PowerRequest, request: Request, ctx: Ctx, caller: Caller, key: I
             check_simulation_size(body)
         except ValueError as exc:
             raise _field_error(exc) from None
-        ctx.charge(caller.tenant)
         request_config = body.model_dump(mode="json", exclude_none=True)  # Dagster config has no nulls
         run_config = {"ops": {"simulate_power_curves": {"config": {"request": request_config}}}}
-        return accepted(ctx.jobs.create(caller.tenant, "simulate", body.study, payload, run_config, job_id))
+        with ctx.quota(caller.tenant):
+            return accepted(ctx.jobs.create(caller.tenant, "simulate", body.study, payload, run_config, job_id))
 
     return idempotent(ctx, caller, request, key, payload, handler)

@@ -52,12 +52,12 @@ def train(body: TrainRequest, request: Request, ctx: Ctx, caller: Caller, key: I
 
     def handler(job_id: str) -> Response:
         require_study(ctx, caller.tenant, body.study)
-        ctx.charge(caller.tenant)
         config = {k: v for k, v in payload.items() if k in ("synthesizer", "seed", "columns") and v}
         if body.seed is not None:
             config["seed"] = body.seed
         run_config = {"ops": {"synthesizer_model": {"config": config}}}
-        return accepted(ctx.jobs.create(caller.tenant, "train", body.study, payload, run_config, job_id))
+        with ctx.quota(caller.tenant):
+            return accepted(ctx.jobs.create(caller.tenant, "train", body.study, payload, run_config, job_id))
 
     return idempotent(ctx, caller, request, key, payload, handler)
 
@@ -103,12 +103,12 @@ def generate(body: GenerateRequest, request: Request, ctx: Ctx, caller: Caller, 
                                         "detail": f"model is {record.status}"}])
         if body.conditions and any(not str(c) for c in body.conditions):
             raise invalid("body.conditions", "column names must not be empty")
-        ctx.charge(caller.tenant)
         config = {"model_id": record.id, "synthesizer": model["synthesizer"], "n": body.n,
                   "conditions": body.conditions}
         if body.seed is not None:
             config["seed"] = body.seed
         run_config = {"ops": {"synthetic_cohort": {"config": config}, "evidence_pack": {"config": config}}}
-        return accepted(ctx.jobs.create(caller.tenant, "generate", model["study"], payload, run_config, job_id))
+        with ctx.quota(caller.tenant):
+            return accepted(ctx.jobs.create(caller.tenant, "generate", model["study"], payload, run_config, job_id))
 
     return idempotent(ctx, caller, request, key, payload, handler)
