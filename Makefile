@@ -8,7 +8,7 @@ DP_STAMP := .venv-dp/.installed
 CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo ui superset test bench lint clean-data stack-deps stack-up stack-down stack-status sbom
+.PHONY: demo ui api superset test bench lint clean-data stack-deps stack-up stack-down stack-status sbom
 
 # torch first and exactly 2.13.0 (a local CPU wheel); any other spec pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml
@@ -59,6 +59,11 @@ superset: $(STAMP) $(SUPERSET_STAMP)
 ui: $(STAMP)
 	$(BIN)/python -c "from trialsynth.dagster_home import ensure_dagster_home; ensure_dagster_home()"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+# The product API on http://127.0.0.1:8000 (docs at /docs); jobs go to the Dagster of `make ui`.
+# A development token: .venv/bin/trialsynth api token --tenant acme --sub you
+api: $(STAMP)
+	$(BIN)/trialsynth api serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP) $(SUPERSET_STAMP) $(CHROMIUM) stack-deps
 	$(BIN)/ruff check .

@@ -19,12 +19,13 @@ class DesignConfig(dg.Config):
     partitions_def=tenant_study_partitions,
     group_name="design",
     kinds={"python", "parquet"},
-    description="Power curves (analytic + Monte Carlo) and recommended N per arm for every scenario in "
-    "data/designs/<study>.yaml.",
+    description="Power curves (analytic + Monte Carlo) and, for every scenario in data/designs/<study>.yaml, the "
+    "analysable N per arm and the N to enrol per arm (analysable / (1 - dropout)), labelled as `trialsynth power` "
+    "prints them.",
 )
 def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: LakeResource,
                  lineage: LineageResource) -> dg.MaterializeResult:
-    from models.design import run_design_file  # torch and matplotlib: at run time, not at definitions load
+    from models.design.scenarios import labelled_recommendations, run_design_file  # at run time, not at load
 
     _tenant, study = split_partition_key(context.partition_key)
     design_file = lake.designs_dir / f"{study}.yaml"
@@ -43,8 +44,7 @@ def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: 
     rec = result.recommendations
     return dg.MaterializeResult(metadata={
         "scenarios": len(rec),
-        "recommended_n": dg.MetadataValue.md(md_table(rec[["scenario", "endpoint", "n_per_arm_control", "n_per_arm_treatment",
-                                                           "total_enrol", "events", "analytic_power", "simulated_power"]].to_dict("records"))),
+        "recommended_n": dg.MetadataValue.md(md_table(labelled_recommendations(rec).to_dict("records"))),
         "curves": dg.MetadataValue.path(str(curves_path)),
         "plots": dg.MetadataValue.path(str(plots[0].parent) if plots else ""),
         "seed": config.seed,

@@ -131,10 +131,13 @@ def make_synthesizer(cfg: StudyConfig, columns: dict[str, dict[str, Any]],
 def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunConfig, lake: LakeResource,
                       lineage: LineageResource, registry: RegistryResource) -> dg.MaterializeResult:
     pk = context.partition_key
-    cfg = config.apply(lake.study_config(pk)[0])
+    study_cfg = lake.study_config(pk)[0]
+    cfg = config.apply(study_cfg)
     privacy = cfg.synthesis.privacy
     train, holdout = training_split(load_study_data(lake, pk).baseline, cfg.synthesis.holdout, cfg.seed,
                                     drop_constant=privacy is None)
+    cfg, choice = _synthesizer_for_size(cfg, study_cfg, config, len(train))
+    context.log.info(f"synthesizer: {choice.reason}")
     train_path, train_sha = lake.write_table(pk, "synthesis/train.parquet", train)
     lake.write_table(pk, "synthesis/holdout.parquet", holdout)
     params = dict(cfg.synthesis.params)
@@ -183,16 +186,42 @@ def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunCon
         except PrivacyBudgetError as exc:  # another run spent the budget meanwhile
             artifact.unlink()
             raise dg.Failure(description=str(exc)) from None
-    (lake.study_dir(pk) / MODEL_POINTER).write_text(json.dumps({"model_id": model_id, "training_sha256": train_sha}))
+    (lake.study_dir(pk) / MODEL_POINTER).write_text(json.dumps({"model_id": model_id, "training_sha256": train_sha,
+                                                                "synthesizer": choice.name,
+                                                                "synthesizer_reason": choice.reason}))
     lineage.record(pk, asset_key="synthesizer_model", input_sha256s={"train.parquet": train_sha},
                    output_sha256=sha256_file(artifact), output_path=artifact, code_version=code_version(),
                    parameters={"synthesizer": cfg.synthesis.synthesizer, "params": params, "model_id": model_id,
                                "reused": reused is not None, "privacy": cfg.synthesis.privacy_label}, seed=cfg.seed)
     return dg.MaterializeResult(metadata={
         "model_id": model_id, "status": status, "privacy": cfg.synthesis.privacy_label,
+        "synthesizer": choice.name, "why_this_synthesizer": choice.reason,
         "training": f"reused model {model_id}" if reused is not None else f"trained model {model_id}",
         "fit_seconds": seconds, "train_rows": len(train), "columns": list(train.columns),
         "train": dg.MetadataValue.path(str(train_path))})
+
+
+def _synthesizer_for_size(cfg: StudyConfig, study_cfg: StudyConfig, config: SynthesisRunConfig, n_rows: int
+                          ) -> tuple[StudyConfig, Any]:
+    """``cfg`` with the synthesizer the training size calls for (:mod:`models.synth.choice`), and the choice:
+    a default CTGAN below the size where it is known to fail becomes the Gaussian copula."""
+    from models.synth.choice import choose_synthesizer
+
+    explicit = bool({"synthesizer", "params"} & study_cfg.synthesis.model_fields_set) or bool(
+        config.synthesizer or config.params)
+    choice = choose_synthesizer(cfg.synthesis.synthesizer, n_rows, explicit=explicit)
+    if choice.name != cfg.synthesis.synthesizer:
+        synthesis = cfg.synthesis.model_copy(update={"synthesizer": choice.name, "params": {}})
+        cfg = cfg.model_copy(update={"synthesis": synthesis})
+    return cfg, choice
+
+
+def _utility_targets(target: str | list[str] | None, columns: list[str]) -> str | list[str] | None:
+    """The study's utility target(s) present in the training table; "auto" and None pass through."""
+    if target is None or target == "auto":
+        return target
+    present = [t for t in ([target] if isinstance(target, str) else target) if t in columns]
+    return present or None
 
 
 def waiting_message(model_id: str) -> str:
@@ -248,7 +277,9 @@ def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConf
     if record.status != "approved":
         context.log.warning(f"model {record.id} is {record.status}: generating only because the study config "
                             "sets synthesis.allow_unapproved")
-    model = synthesizer_class(cfg.synthesis.synthesizer).load(record.artifact_path)
+    from models.synth import BaseSynthesizer
+
+    model = BaseSynthesizer.load(record.artifact_path)  # the class the size rule chose, whatever the config says
     cohort = model.sample(cfg.synthesis.n, conditions=cfg.synthesis.conditions or None, random_state=cfg.seed)
     path, sha = lake.write_table(pk, "synthesis/synthetic_cohort.parquet", cohort)
     waiting.unlink(missing_ok=True)
@@ -318,13 +349,17 @@ def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig,
     run_id = context.run_id
     pack = build_evidence_pack(
         train, synthetic[train.columns], holdout, categorical,
-        target=cfg.evidence.target if cfg.evidence.target in train.columns else None,
+        target=_utility_targets(cfg.evidence.target, list(train.columns)),
         imputed=_impute_for_overlay(train, study_dir / "imputation" / "choice.json", cfg.seed),
         thresholds=cfg.evidence.thresholds or None, run_id=run_id, random_state=cfg.seed,
         context={"tenant": tenant, "study": study, "model_id": pointer["model_id"], "seed": cfg.seed,
                  "training_data_sha256": pointer["training_sha256"]},
         privacy_guarantee=getattr(model, "privacy_", None),
+        conditions=cfg.synthesis.conditions or None, closest_k=cfg.evidence.closest_k,
+        notes=[f"synthesizer: {pointer['synthesizer_reason']}"] if "synthesizer_reason" in pointer else [],
     )
+    for warning in pack.details["warnings"]:
+        context.log.warning(warning)
     paths = write_pack(pack, study_dir / "evidence" / run_id)
     metrics = pack.metrics_frame().assign(run_id=run_id, created_at=datetime.now(UTC).isoformat())
     _mpath, msha = lake.write_table(pk, f"evidence/{run_id}/metrics.parquet", metrics)
@@ -340,7 +375,8 @@ def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig,
         "privacy_guarantee": pack.details["privacy_guarantee"]["guarantee"],
         "report": dg.MetadataValue.url(paths["html"].resolve().as_uri()),
         "report_path": dg.MetadataValue.path(str(paths["html"])),
-        "summary": dg.MetadataValue.text(pack.summary_text()),
+        "summary": dg.MetadataValue.md(pack.summary_markdown()),
+        "closest_records": dg.MetadataValue.path(str(paths.get("closest", ""))),
         "show": f"trialsynth evidence show {run_id}",
         "metrics": dg.MetadataValue.md(md_table(
             metrics[metrics["variable"].isna()][["metric", "value", "threshold_warn", "threshold_fail", "level"]].to_dict("records"))),

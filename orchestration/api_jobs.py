@@ -2,9 +2,10 @@
 by name in the Dagster UI, queued under the same run-queue limits as every run, and configured only by
 run config (the assets' ``SynthesisRunConfig`` / ``ImputationRunConfig`` and the simulation's request).
 
-- ``api_synth_train``: synthesizer_model of a tenant|study partition;
+- ``api_synth_train``: synthesizer_model of a tenant|study partition, and what it is built from after
+  ingest (the study matrix);
 - ``api_synth_generate``: synthetic_cohort and its evidence_pack;
-- ``api_impute``: missingness_profile -> imputation_benchmark -> imputed_dataset;
+- ``api_impute``: (study matrix ->) missingness_profile -> imputation_benchmark -> imputed_dataset;
 - ``api_power_simulation``: simulation-based power for one design (no partition: it reads no study data);
   the report is the op's output metadata ``report``.
 """
@@ -15,17 +16,19 @@ import dagster as dg
 
 from orchestration.partitions import tenant_study_partitions
 
+INGEST = dg.AssetSelection.groups("ingest")  # raw zone and bronze are the sensor's: API jobs start after them
 TRAIN_JOB, GENERATE_JOB, IMPUTE_JOB, SIMULATE_JOB = "api_synth_train", "api_synth_generate", "api_impute", "api_power_simulation"
 
 api_synth_train_job = dg.define_asset_job(
-    TRAIN_JOB, selection=dg.AssetSelection.assets("synthesizer_model"), partitions_def=tenant_study_partitions,
+    TRAIN_JOB, selection=dg.AssetSelection.assets("synthesizer_model").upstream() - INGEST,
+    partitions_def=tenant_study_partitions,
     description="API: train (or reuse) the study's synthesizer with the request's synthesizer, seed and schema.")
 api_synth_generate_job = dg.define_asset_job(
     GENERATE_JOB, selection=dg.AssetSelection.assets("synthetic_cohort", "evidence_pack"),
     partitions_def=tenant_study_partitions,
     description="API: a conditional cohort from one registered model, and its evidence pack.")
 api_impute_job = dg.define_asset_job(
-    IMPUTE_JOB, selection=dg.AssetSelection.assets("missingness_profile", "imputation_benchmark", "imputed_dataset"),
+    IMPUTE_JOB, selection=dg.AssetSelection.assets("imputed_dataset").upstream() - INGEST,
     partitions_def=tenant_study_partitions,
     description="API: missingness report, imputer comparison under the request's assumptions, imputed dataset.")
 

@@ -17,6 +17,7 @@ from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
 from trialsynth.study_config import StudyConfig, load_study_config
 from trialsynth.tenancy.lake import tenant_path
+from trialsynth.tenancy.postgres import install_tenant_guard
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -114,9 +115,24 @@ class LineageResource(dg.ConfigurableResource):
 
 
 class RegistryResource(dg.ConfigurableResource):
-    """The model registry (SQLAlchemy URL; empty = the settings' default, SQLite in the lake)."""
+    """The model registry (SQLAlchemy URL; empty = the settings' default, SQLite in the lake).
+
+    In a run of one tenant|study partition the registry's engine is bound to that tenant: on
+    Postgres every transaction sets ``app.current_tenant`` and row-level security shows only the
+    tenant's models (trialsynth.tenancy). Outside a run, the caller's ``tenant_scope`` decides."""
 
     url: str = ""
+    _tenant: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.dagster_run
+        key = run.tags.get("dagster/partition") if run is not None else None
+        self._tenant = split_partition_key(key)[0] if key else None
 
     def get(self) -> ModelRegistry:
-        return ModelRegistry(self.url or get_settings().registry_sqlalchemy_url)
+        url = self.url or get_settings().registry_sqlalchemy_url
+        if self._tenant is None or not url.startswith("postgresql"):
+            return ModelRegistry(url)
+        from sqlalchemy import create_engine
+
+        return ModelRegistry(engine=install_tenant_guard(create_engine(url), tenant=self._tenant))

@@ -104,7 +104,7 @@ def _start(root: Path) -> DagsterServer:
                 f"{(root / 'webserver.log').read_text()[-3000:]}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dagster_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DagsterServer:
     """The session's Dagster webserver (started by the first test that asks, stopped at the end)."""
     global _server

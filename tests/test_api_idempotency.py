@@ -77,8 +77,9 @@ def test_keys_are_per_tenant_and_expire(tmp_path):
             created = conn.execute(select(idempotency_table.c.created_at)
                                    .where(idempotency_table.c.key == "k-4", idempotency_table.c.tenant == "acme")).scalar()
             assert expires - created == timedelta(hours=24)
-            conn.execute(update(idempotency_table).where(idempotency_table.c.key == "k-4")
+            conn.execute(update(idempotency_table).where(idempotency_table.c.key == "k-4", idempotency_table.c.tenant == "acme")
                          .values(expires_at=created - timedelta(seconds=1)))
+        assert c.app.state.ctx.idempotency.purge_expired() == 1  # what a restart does with expired keys
         reused = post(c, "k-4", POWER | {"alpha": 0.02})  # expired: the key is free for a new request
         assert reused.status_code == 200 and "idempotent-replayed" not in reused.headers
 

@@ -86,9 +86,10 @@ def test_utility_decides_the_verdict_only_when_its_interval_clears_the_cut_off(
     row = pack.metrics_frame().set_index("metric").loc["utility_ratio"]
     assert row["ci_low"] < row["value"] < row["ci_high"]
     assert row["level"] == expected
-    if expected == "warn":  # the arm's ratio straddles both cut-offs: noise, said so at the top
+    if expected == "warn":  # the arm's ratio of two chance AUCs is noise: wide, not decisive, said so
         threshold = DEFAULT_THRESHOLDS["utility_ratio"]
-        assert row["ci_low"] < threshold.fail and row["ci_high"] > threshold.warn
+        assert row["ci_high"] - row["ci_low"] > 0.2
+        assert row["ci_low"] < threshold.warn < row["ci_high"]
         assert any("straddles a cut-off" in line for line in pack.explanation())
 
 

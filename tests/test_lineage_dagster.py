@@ -110,3 +110,20 @@ def test_mart_rows_changed_after_their_manifest_are_caught(tmp_path):
     with duckdb.connect(str(db)) as con:
         con.execute("drop table mart_x")
     assert "missing from the lake now" in verify(store).first_failure.problem
+
+
+def test_mart_view_over_a_corrupted_lake_file_is_named(tmp_path):
+    """A dbt view whose Parquet source was damaged after the manifest: a failure, not a crash."""
+    db, parquet = tmp_path / "warehouse.duckdb", tmp_path / "dm.parquet"
+    with duckdb.connect(str(db)) as con:
+        _mart(con, "src", ROWS)
+        con.execute(f"copy src to '{parquet}' (format parquet)")
+        con.execute(f"create view stg_dm as select * from read_parquet('{parquet}')")
+        digest = duckdb_partition_sha256(con, '"main"."stg_dm"', "acme", "S1")
+    store = LocalLineageStore(tmp_path / "lake", FileSigner(tmp_path / "k.pem"))
+    store.append("acme", "S1", {"asset_key": "dbt/stg_dm", "output_sha256": digest,
+                                "outputs": [warehouse_dataset(f"duckdb://{db}", '"main"."stg_dm"', digest)]})
+    assert verify(store).ok
+    parquet.write_bytes(parquet.read_bytes()[:-10])
+    first = verify(store).first_failure
+    assert first.asset_key == "dbt/stg_dm" and "cannot be read now" in first.problem

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import fast_study_config
 from trialsynth.cli import main
+from trialsynth.dagster_home import ensure_dagster_home
 from trialsynth.demo.generator import generate_study, write_drop
 from trialsynth.lineage import LocalLineageStore
 from trialsynth.settings import get_settings
@@ -24,6 +25,7 @@ def test_pipeline_lineage_verifies_and_catches_changed_bronze_and_marts(settings
     from orchestration.definitions import defs
     from orchestration.partitions import TENANT_STUDY
 
+    ensure_dagster_home(get_settings())
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(TENANT_STUDY, ["acme|ACME-001"])
     job = defs.resolve_implicit_global_asset_job_def().get_subset(

@@ -8,6 +8,8 @@
       rate: 0.2
       repeats: 3
       params: {gain: {iterations: 3000}}                 # per-imputer parameters
+      fill: best               # best: the benchmark's winner fills the gaps | knn: "closest imputation",
+                               # KNN from the most similar subject-visits with every donor recorded
     synthesis:
       synthesizer: ctgan       # ctgan | copula (no guarantee) | dp_copula | mst (differentially private)
       params: {epochs: 150}
@@ -24,7 +26,9 @@
         AGE: {kind: integer, min_value: 18, max_value: 90}
         SEX: {kind: categorical, categories: [F, M]}
     evidence:
-      target: ARM              # utility: train-on-synthetic / test-on-real target
+      target: auto             # utility target(s), train-on-synthetic / test-on-real: a column, a list,
+                               # auto (the column the others predict best; never the randomized arm), or null
+      closest_k: 3             # closest real records listed per synthetic row (0: none)
       thresholds: {detection_auc: {warn: 0.75, fail: 0.9}}
     seed: 7
     qtl:                       # quality tolerance limits (RBQM), study-wide
@@ -54,6 +58,7 @@ class ImputationConfig(_Strict):
     rate: float = Field(0.2, gt=0, lt=1)
     repeats: int = Field(3, ge=1)
     params: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"gain": {"iterations": 3000}})
+    fill: Literal["best", "knn"] = "best"  # knn: closest imputation with a donor audit, whatever wins
 
 
 DP_SYNTHESIZERS = ("dp_copula", "mst")
@@ -122,8 +127,9 @@ class SynthesisConfig(_Strict):
 
 
 class EvidenceConfig(_Strict):
-    target: str | None = "ARM"
+    target: str | list[str] | None = "auto"  # "auto": chosen from the data (models.evidence.choose_utility_targets)
     thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    closest_k: int = Field(3, ge=0, le=50)
 
 
 class QTLConfig(_Strict):

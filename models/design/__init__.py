@@ -7,39 +7,30 @@
 - :mod:`models.design.rowstats` -- t-test, ANCOVA, chi-square and log-rank statistics per row.
 - :mod:`models.design.curves` / :mod:`models.design.plot` -- power curves and their PNG.
 - :mod:`models.design.scenarios` -- ``data/designs/<study>.yaml`` -> curves + recommended N.
+
+The names below are imported on first use (PEP 562), so ``trialsynth power`` loads neither pandas
+nor matplotlib unless it draws a plot.
 """
 
-from models.design.analytic import (
-    BinaryDesign,
-    ContinuousDesign,
-    Design,
-    SampleSize,
-    TimeToEventDesign,
-    inflate_for_dropout,
-    schoenfeld_events,
-)
-from models.design.cohorts import NormalCohort, ResampledCohort
-from models.design.curves import power_curves
-from models.design.plot import plot_power_curves
-from models.design.scenarios import DesignResult, load_design_file, run_design_file
-from models.design.simulate import SimulationResult, simulate_from_inputs, simulate_power
+from __future__ import annotations
 
-__all__ = [
-    "BinaryDesign",
-    "ContinuousDesign",
-    "Design",
-    "DesignResult",
-    "NormalCohort",
-    "ResampledCohort",
-    "SampleSize",
-    "SimulationResult",
-    "TimeToEventDesign",
-    "inflate_for_dropout",
-    "load_design_file",
-    "plot_power_curves",
-    "power_curves",
-    "run_design_file",
-    "schoenfeld_events",
-    "simulate_from_inputs",
-    "simulate_power",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "models.design.analytic": ("BinaryDesign", "ContinuousDesign", "Design", "SampleSize", "TimeToEventDesign",
+                               "inflate_for_dropout", "schoenfeld_events"),
+    "models.design.cohorts": ("NormalCohort", "ResampledCohort"),
+    "models.design.curves": ("power_curves",),
+    "models.design.plot": ("plot_power_curves",),
+    "models.design.scenarios": ("DesignResult", "load_design_file", "run_design_file"),
+    "models.design.simulate": ("SimulationResult", "simulate_from_inputs", "simulate_power"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name]), name)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
-from scipy import stats
+from scipy import special
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Cohort(Protocol):
@@ -44,7 +46,7 @@ class NormalCohort:
 
     def calibration_values(self) -> np.ndarray:
         # 2,000 evenly spaced normal quantiles: expectations over them are exact to ~1e-4
-        return stats.norm.ppf((np.arange(2000) + 0.5) / 2000)
+        return special.ndtri((np.arange(2000) + 0.5) / 2000)  # = scipy.stats.norm.ppf
 
     def describe(self) -> dict:
         return {"kind": "normal"}
@@ -64,6 +66,8 @@ class ResampledCohort:
     @classmethod
     def from_table(cls, table: pd.DataFrame, column: str) -> ResampledCohort:
         """Standardise ``table[column]`` (missing values dropped). Needs >= 2 distinct values."""
+        import pandas as pd  # here: the power CLI imports this module and must start fast
+
         if not isinstance(table, pd.DataFrame):
             raise ValueError(f"table must be a pandas DataFrame, got {type(table).__name__}")
         if column not in table.columns:

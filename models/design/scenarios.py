@@ -58,7 +58,15 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.design.analytic import BinaryDesign, ContinuousDesign, Design, SampleSize, TimeToEventDesign
+from models.design.analytic import (
+    ANALYSABLE_LABEL,
+    ENROL_LABEL,
+    BinaryDesign,
+    ContinuousDesign,
+    Design,
+    SampleSize,
+    TimeToEventDesign,
+)
 from models.design.cohorts import Cohort, ResampledCohort
 from models.design.curves import CURVE_COLUMNS, power_curves
 from models.design.plot import plot_power_curves
@@ -70,6 +78,14 @@ RECOMMENDATION_COLUMNS = [
     "events", "analytic_power", "simulated_power", "simulated_mc_se", "seed",
 ]  # fmt: skip
 SCENARIO_CURVE_COLUMNS = ["scenario", *CURVE_COLUMNS]
+RECOMMENDATION_LABELS = {
+    "scenario": "scenario", "endpoint": "endpoint", "effect": "effect",
+    "n_per_arm_control": f"{ANALYSABLE_LABEL}, control", "n_per_arm_treatment": f"{ANALYSABLE_LABEL}, treatment",
+    "enrol_control": f"{ENROL_LABEL}, control", "enrol_treatment": f"{ENROL_LABEL}, treatment",
+    "total_enrol": "N to enrol, total", "dropout": "dropout", "events": "events required",
+    "analytic_power": "analytic power", "simulated_power": "simulated power (N to enrol)",
+}
+"""Display names of the recommendation columns: the labels ``trialsynth power`` prints."""
 log = logging.getLogger(__name__)
 
 
@@ -204,6 +220,12 @@ class DesignResult:
                 )
             )
         return paths
+
+
+def labelled_recommendations(recommendations: pd.DataFrame) -> pd.DataFrame:
+    """The recommendation columns people read, under :data:`RECOMMENDATION_LABELS` (analysable N and N
+    to enrol per arm, both labelled as the CLI labels them)."""
+    return recommendations[list(RECOMMENDATION_LABELS)].rename(columns=RECOMMENDATION_LABELS)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

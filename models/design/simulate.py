@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import special
 
 from models.design import rowstats
 from models.design.analytic import DESIGNS, BinaryDesign, ContinuousDesign, Design, TimeToEventDesign
@@ -59,6 +59,8 @@ class SimulationResult:
 def _mar_intercept(cohort: Cohort, dropout: float, strength: float) -> float:
     """Intercept a with mean(expit(a + strength * z)) = dropout over the cohort's distribution."""
     z = cohort.calibration_values()
+    from scipy import optimize  # here: MAR only, and the power CLI must start fast
+
     return optimize.brentq(lambda a: special.expit(a + strength * z).mean() - dropout, -50.0, 50.0)
 
 
@@ -106,7 +108,7 @@ class _Simulator:
 
     def _reject(self, stat: np.ndarray, df: np.ndarray | None) -> int:
         d = self.design
-        crit = stats.t.isf(d.alpha / d.sided, df) if df is not None else d.z_alpha
+        crit = -special.stdtrit(df, d.alpha / d.sided) if df is not None else d.z_alpha  # t.isf
         if d.sided == 2:
             signed = np.abs(stat)
         else:  # one-sided in the hypothesised direction

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, dagster: DagsterClient | Non
     engine = open_store(settings)
     client = dagster or DagsterClient(api.dagster_url, timeout_s=api.dagster_timeout_s, breaker=CircuitBreaker())
     telemetry = Telemetry(span_processor)
+    IdempotencyStore(engine).purge_expired()
     ctx = ApiContext(settings=settings, engine=engine, verifier=TokenVerifier(settings),
                      limiter=RateLimiter(api.rate_per_s, api.rate_burst), idempotency=IdempotencyStore(engine),
                      dagster=client, jobs=JobService(settings, engine, client), telemetry=telemetry,

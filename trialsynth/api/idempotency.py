@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from trialsynth.api.problems import IDEMPOTENCY_HEADER, ProblemError, field_error
 from trialsynth.api.store import idempotency_table as T
-from trialsynth.api.store import now, utc
+from trialsynth.api.store import now
 from trialsynth.hashing import sha256_json
 
 IN_FLIGHT, DONE, RETRYABLE = "in_flight", "done", "retryable"
@@ -98,10 +98,10 @@ class IdempotencyStore:
         with self.engine.begin() as conn:
             conn.execute(update(T).where(T.c.tenant == tenant, T.c.key == key).values(state=RETRYABLE))
 
-    def expires_at(self, tenant: str, key: str):
-        with self.engine.connect() as conn:
-            value = conn.execute(select(T.c.expires_at).where(T.c.tenant == tenant, T.c.key == key)).scalar()
-        return utc(value) if value is not None else None
+    def purge_expired(self) -> int:
+        """Delete every expired key (at startup; a key is also freed when it is reused after expiry)."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(T).where(T.c.expires_at < now())).rowcount
 
 
 def _key_reused(key: str) -> ProblemError:

@@ -198,6 +198,10 @@ def _order(f: Finding) -> tuple[bool, int]:
     return (f.sequence is None, f.sequence or 0)
 
 
+class OutputUnreadableError(Exception):
+    """A recorded output exists but cannot be read now (say, a view over a corrupted Parquet file)."""
+
+
 class OutputChecker:
     """Re-hashes a recorded output as it is now: lake files, S3 objects, warehouse partition rows."""
 
@@ -206,11 +210,15 @@ class OutputChecker:
         self._duckdb: dict[str, Any] = {}
 
     def current_sha256(self, output: dict[str, Any], tenant: str, study: str) -> str | None:
-        """The output's sha256 now; None when it no longer exists; LookupError when it cannot be read here."""
+        """The output's sha256 now; None when it no longer exists; OutputUnreadableError when it exists but
+        cannot be read; LookupError when this machine has no way to read it."""
         kind, namespace, name = output.get("kind"), str(output.get("namespace")), str(output.get("name"))
         if kind == "bytes" and namespace == "file":
             path = Path(name)
-            return sha256_file(path) if path.is_file() else None
+            try:
+                return sha256_file(path) if path.is_file() else None
+            except OSError as exc:
+                raise OutputUnreadableError(str(exc)) from exc
         if kind == "bytes" and namespace.startswith("s3://") and self.s3_client is not None:
             from botocore.exceptions import ClientError
 
@@ -240,6 +248,8 @@ class OutputChecker:
             return duckdb_partition_sha256(self._duckdb[key], relation, tenant, study)
         except duckdb.CatalogException:
             return None
+        except duckdb.Error as exc:
+            raise OutputUnreadableError(str(exc).splitlines()[0]) from exc
 
     def close(self) -> None:
         for con in self._duckdb.values():
@@ -434,6 +444,9 @@ def _check_outputs(latest: dict[tuple[str, str], tuple[int, str, dict[str, Any]]
             now_sha = checker.current_sha256(output, tenant, study)
         except LookupError as exc:
             report.warnings.append(f"sequence {seq} ({asset}): output {name} not re-checked: {exc}")
+            continue
+        except OutputUnreadableError as exc:
+            report.fail(seq, asset, f"output {namespace}:{name} cannot be read now ({exc})")
             continue
         report.outputs_checked += 1
         if now_sha is None:
