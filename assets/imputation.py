@@ -17,6 +17,7 @@ from trialsynth.study_config import ImputationConfig, StudyConfig
 from trialsynth.version import code_version
 
 CHOICE = "imputation/choice.json"
+DONORS = "imputation/donors.parquet"  # KNN fills only: every filled cell's donors (models.impute.fill)
 
 
 class ImputationRunConfig(dg.Config):
@@ -49,6 +50,7 @@ class ImputationRunConfig(dg.Config):
 def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRunConfig, lake: LakeResource,
                          lineage: LineageResource) -> dg.MaterializeResult:
     from models.impute.evaluate import evaluate_imputers, select_imputer  # torch: at run time, not at load
+    from models.impute.fill import fill_plan
 
     pk = context.partition_key
     study_cfg, config_path = lake.study_config(pk)
@@ -62,11 +64,13 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
     result = evaluate_imputers(matrix, specs, mechanism=cfg.mechanism, rate=cfg.rate, repeats=cfg.repeats,
                                random_state=study_cfg.seed)
     choice = select_imputer(result)
+    plan = fill_plan(cfg.fill, choice.name, choice.params, choice.reason, cfg.params)
     table = result.table("rmse").reset_index()
     summary = result.summary.assign(mechanism=cfg.mechanism, rate=cfg.rate)
     bench_path, bench_sha = lake.write_table(pk, "imputation/benchmark.parquet", summary)
     choice_doc = {"imputer": choice.name, "params": choice.params, "rmse": choice.score, "reason": choice.reason,
-                  "mechanism": cfg.mechanism, "rate": cfg.rate, "repeats": cfg.repeats, "seed": study_cfg.seed}
+                  "mechanism": cfg.mechanism, "rate": cfg.rate, "repeats": cfg.repeats, "seed": study_cfg.seed,
+                  "fill": cfg.fill, "fill_imputer": plan.imputer, "fill_params": plan.params, "fill_reason": plan.reason}
     (lake.study_dir(pk) / CHOICE).write_text(json.dumps(choice_doc, indent=2, default=str))
     lineage.record(pk, asset_key="imputation_benchmark",
                    input_sha256s={"study_config": sha256_file(config_path) if config_path else "defaults"},
@@ -77,6 +81,7 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
         "rmse_table": dg.MetadataValue.md(md_table(table.to_dict("records"))),
         "chosen_imputer": choice.name,
         "why": choice.reason,
+        "fills_with": plan.reason,
         "benchmark": dg.MetadataValue.path(str(bench_path)),
     })
 
@@ -103,29 +108,39 @@ def imputation_delta(observed: pd.DataFrame, imputed: pd.DataFrame, filled: pd.D
     deps=[imputation_benchmark, study_matrix],
     kinds={"python", "parquet"},
     description="Analysis-ready subject x visit x variable table: scheduled cells only, gaps filled by the "
-    "imputer the benchmark chose (flagged IMPUTED), with pre vs post deltas per variable.",
+    "imputer the benchmark chose, or by KNN 'closest imputation' when the study config sets imputation.fill: knn "
+    "(flagged IMPUTED), with pre vs post deltas per variable. Wherever KNN fills a cell, its donors (subject, "
+    "visit, rank, distance, value, weight) are written beside it to imputation/donors.parquet.",
 )
 def imputed_dataset(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource,
                     registry: RegistryResource) -> dg.MaterializeResult:
     from models.impute.baselines import make_imputer
+    from models.impute.fill import fill_with_donors
 
     pk = context.partition_key
     choice = json.loads((lake.study_dir(pk) / CHOICE).read_text())
+    name, params = choice.get("fill_imputer", choice["imputer"]), choice.get("fill_params", choice["params"])
     data = load_study_data(lake, pk)
     observed = data.matrix.where(data.scheduled)
-    imputer = make_imputer(choice["imputer"], random_state=choice["seed"], **choice["params"])
-    values = imputer.fit_transform(observed.reset_index(drop=True))
-    imputed = pd.DataFrame(values, index=observed.index, columns=observed.columns)
+    donors_path, donors_sha = None, None
+    if name == "knn":  # closest imputation: record every filled cell's donors
+        knn = fill_with_donors(observed, **params, label_levels=["USUBJID", "VISITNUM", "VISIT"])
+        imputer, imputed = knn.model, knn.imputed
+        donors_path, donors_sha = lake.write_table(pk, DONORS, knn.donors)
+    else:
+        imputer = make_imputer(name, random_state=choice["seed"], **params)
+        values = imputer.fit_transform(observed.reset_index(drop=True))
+        imputed = pd.DataFrame(values, index=observed.index, columns=observed.columns)
     filled = data.scheduled_missing
     if imputed.where(data.scheduled).isna().to_numpy()[data.scheduled.to_numpy()].any():
-        raise dg.Failure(f"imputer {choice['imputer']} left scheduled cells empty; refusing a silent NaN")
+        raise dg.Failure(f"imputer {name} left scheduled cells empty; refusing a silent NaN")
     long = imputed.where(data.scheduled)
     long.columns.name = "VARIABLE"
     long = long.stack(future_stack=True).rename("VALUE").reset_index()
     long["IMPUTED"] = filled.stack(future_stack=True).to_numpy()
     long = long[data.scheduled.stack(future_stack=True).to_numpy()]
     out_path, out_sha = lake.write_table(pk, "imputation/imputed_dataset.parquet", long)
-    delta = imputation_delta(observed, imputed, filled, choice["imputer"])
+    delta = imputation_delta(observed, imputed, filled, name)
     _delta_path, delta_sha = lake.write_table(pk, "imputation/delta.parquet", delta)
 
     artifact = lake.study_dir(pk) / "imputation" / "models" / f"{context.run_id}.pkl"
@@ -133,17 +148,20 @@ def imputed_dataset(context: dg.AssetExecutionContext, lake: LakeResource, linea
     artifact.write_bytes(pickle.dumps(imputer))
     training_sha = sha256_bytes(observed.to_csv().encode())
     model_id = registry.get().register(
-        kind="imputer", name=f"{pk.replace('|', '/')}/{choice['imputer']}", trained_by=f"dagster run {context.run_id}",
+        kind="imputer", name=f"{pk.replace('|', '/')}/{name}", trained_by=f"dagster run {context.run_id}",
         training_data_sha256=training_sha, training_data_version=context.run_id, artifact_path=artifact,
-        parameters=choice["params"], seed=choice["seed"], metrics={"heldout_rmse": choice["rmse"]},
+        parameters=params, seed=choice["seed"],
+        metrics={"heldout_rmse": choice["rmse"]} if name == choice["imputer"] else {},
         code_version=code_version(),
     )
     lineage.record(pk, asset_key="imputed_dataset", input_sha256s={"visit_matrix": training_sha},
                    output_sha256=out_sha, output_path=out_path, code_version=code_version(),
-                   parameters={"imputer": choice["imputer"], "params": choice["params"], "model_id": model_id,
-                               "delta_sha256": delta_sha}, seed=choice["seed"])
+                   parameters={"imputer": name, "params": params, "model_id": model_id,
+                               "delta_sha256": delta_sha, "donors_sha256": donors_sha}, seed=choice["seed"])
     return dg.MaterializeResult(metadata={
-        "imputer": choice["imputer"],
+        "imputer": name,
+        "why": choice.get("fill_reason", choice["reason"]),
+        "donors": dg.MetadataValue.path(str(donors_path)) if donors_path else "none (not a KNN fill)",
         "model_id": model_id,
         "cells_imputed": int(filled.to_numpy().sum()),
         "cells_scheduled": int(data.scheduled.to_numpy().sum()),

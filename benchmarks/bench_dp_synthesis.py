@@ -117,8 +117,10 @@ def no_dp(train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, float, float]:
 
 
 def reference(name: str, epsilon: float, domain: dict, categorical: list[str]) -> Fit:
-    """A smartnoise-synth synthesizer run by dp_reference.py in .venv-dp (fit time measured there)."""
+    """A smartnoise-synth synthesizer run by dp_reference.py in .venv-dp (fit time measured there);
+    MST and AIM bin numeric columns into as many bins as our MST chooses for the same table and budget."""
     def fit(train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, float, float]:
+        bins = MSTSynthesizer(epsilon=epsilon, delta=DELTA, columns=domain, random_state=seed).fit(train).n_bins_
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             train.to_parquet(tmp / "train.parquet", index=False)
@@ -127,7 +129,7 @@ def reference(name: str, epsilon: float, domain: dict, categorical: list[str]) -
             cmd = [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPT), "--train", str(tmp / "train.parquet"),
                    "--out", str(tmp / "synthetic.parquet"), "--synthesizer", name, "--epsilon", str(epsilon),
                    "--delta", str(DELTA), "--bounds", str(tmp / "bounds.json"), "--categorical", ",".join(categorical),
-                   "--rows", str(len(train)), "--seed", str(seed)]
+                   "--rows", str(len(train)), "--seed", str(seed), "--bins", str(bins)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode:
                 raise RuntimeError(f"{name} failed: {done.stderr.strip()[-2000:]}")
@@ -255,8 +257,9 @@ Data: subject-level baseline tables, SITEID dropped, split 80/20 by
 
 Privacy: every DP contender at epsilon = {EPSILON:g}, delta = {DELTA:g} (the curve: epsilon in
 {", ".join(f"{e:g}" for e in CURVE_EPSILONS)}). Ours: `DPGaussianCopulaSynthesizer` / `MSTSynthesizer(epsilon, delta,
-columns=domain, random_state=seed)` at their defaults (16 bins per numeric column; copula: half the budget on
-the marginals, rows clipped at 1.5 sqrt(d)). Neighbouring tables differ in one *replaced* subject (the
+columns=domain, random_state=seed)` at their defaults (`n_bins="auto"`: round(sqrt(n / sigma)) bins per
+numeric column, clipped to [4, 32], from public quantities; copula: half the budget on the marginals, rows
+clipped at 1.5 sqrt(d)). Neighbouring tables differ in one *replaced* subject (the
 number of subjects is public), so a histogram has L2 sensitivity sqrt(2); smartnoise calibrates to
 one *added or removed* row (sensitivity 1): at the same nominal epsilon the reference adds about 1/sqrt(2)
 of our noise, which favours it. Domain: the same for all contenders: category sets of ARM (protocol),
@@ -264,7 +267,7 @@ SEX and RACE (CDISC CT), BMKSTRAT (protocol); numeric bounds = the training rang
 significant digits of its width, a stand-in for the plausible ranges a study config gives (read off the
 data: the one step of this benchmark outside the budget; the row "MST (ours), DP domain estimate" takes
 only the category sets and spends 10% of its budget on DP bounds instead). smartnoise reads category sets
-from the data (a further leak in its favour); its MST and AIM bin the numeric columns into 16 bins like ours,
+from the data (a further leak in its favour); its MST and AIM bin the numeric columns into as many bins as our MST,
 its DP-CTGAN min-max scales them; defaults otherwise (AIM: max_model_size 80; DP-CTGAN: 300 epochs, noise
 multiplier 5, stops when the budget is spent).
 

@@ -27,7 +27,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -39,6 +38,7 @@ from models.evidence import detection_auc  # noqa: E402
 from models.evidence.encoding import clean_frame  # noqa: E402
 from models.evidence.thresholds import DEFAULT_THRESHOLDS  # noqa: E402
 from models.synth import CTGANSynthesizer, GaussianCopulaSynthesizer  # noqa: E402
+from models.synth.choice import GAN_MIN_ROWS  # noqa: E402
 from models.tables import observations_long, subject_baseline_table  # noqa: E402
 from trialsynth.demo.generator import generate_study  # noqa: E402
 
@@ -118,7 +118,10 @@ def main() -> None:
         f"thresholds warn > {warn}, fail > {DEFAULT_THRESHOLDS['detection_auc'].fail}). Conditional bias: "
         f"`sample(n, conditions={STRATUM})` vs the real training rows of that stratum.\n\n" + "\n".join(lines) + "\n\n"
         + (f"CTGAN's detection AUC is at or below the warn cut-off from {min(ok)} training rows on."
-           if ok else "CTGAN's detection AUC stays above the warn cut-off at every size measured.") + "\n")
+           if ok else "CTGAN's detection AUC stays above the warn cut-off at every size measured.")
+        + f" `models.synth.choice.GAN_MIN_ROWS` ({GAN_MIN_ROWS:,}) must exceed every training size at which "
+        "CTGAN failed here (tests/test_synth_choice.py checks it): a study that does not name its synthesizer "
+        "gets the Gaussian copula below it.\n")
     log(f"wrote {OUT}")
 
 

@@ -125,9 +125,9 @@ def test_utility_ratio_is_one_for_real_data_and_low_when_the_target_is_scrambled
     scrambled = frames["real"].assign(
         RESPONSE=np.random.default_rng(0).permutation(frames["real"]["RESPONSE"])
     )
-    same = utility_scores(frames["real"], frames["real"], holdout, "RESPONSE", categorical)
-    broken = utility_scores(frames["real"], scrambled, holdout, "RESPONSE", categorical)
-    regression = utility_scores(frames["real"], frames["same"], holdout, "WEIGHT", categorical)
+    same = utility_scores(frames["real"], frames["real"], holdout, "RESPONSE", categorical, n_bootstrap=0)
+    broken = utility_scores(frames["real"], scrambled, holdout, "RESPONSE", categorical, n_bootstrap=0)
+    regression = utility_scores(frames["real"], frames["same"], holdout, "WEIGHT", categorical, n_bootstrap=0)
     assert same["ratio"] == pytest.approx(1.0)
     assert same["auc_real"] > 0.75  # the target is predictable from AGE and ARM
     assert broken["auc_synthetic"] < 0.6 and broken["ratio"] < 0.8
@@ -138,7 +138,7 @@ def test_utility_ratio_is_one_for_real_data_and_low_when_the_target_is_scrambled
 def test_utility_with_a_single_class_in_the_synthetic_target_scores_chance(frames) -> None:
     holdout = cohort(200, 4)
     one_class = frames["real"].assign(RESPONSE="yes")
-    scores = utility_scores(frames["real"], one_class, holdout, "RESPONSE", CATEGORICAL + ["RESPONSE"])
+    scores = utility_scores(frames["real"], one_class, holdout, "RESPONSE", CATEGORICAL + ["RESPONSE"], n_bootstrap=0)
     assert scores["auc_synthetic"] == 0.5
 
 

@@ -19,7 +19,7 @@ from infra.superset.bundle import DATABASE_NAME, bundle_passwords, bundle_zip
 from infra.superset.publish import publish
 from infra.superset.publish_clickhouse import publish_clickhouse
 from infra.superset.sample_marts import build_sample_warehouse, load_into_clickhouse
-from infra.superset.spec import AVAILABILITY_DATASET, load_spec
+from infra.superset.spec import AVAILABILITY_DATASET, SPEC_PATH, load_spec
 from infra.superset.warehouse import ENV_VAR, PASSWORD_MASK, ServedWarehouse, current
 
 SPEC = load_spec()
@@ -92,3 +92,16 @@ def test_an_unknown_spec_type_is_refused_by_name() -> None:
     assert clickhouse_type("double") == "Nullable(Float64)"
     with pytest.raises(ValueError, match="INTERVAL"):
         clickhouse_type("INTERVAL")
+
+
+def test_a_metric_shadowing_a_column_another_metric_reads_is_refused(tmp_path: Path) -> None:
+    """Superset would select SUM(n_serious) AS n_serious beside 100 * SUM(n_serious) / ...: ClickHouse
+    reads the alias in the second one (an aggregate in an aggregate), DuckDB the column."""
+    raw = yaml.safe_load(SPEC_PATH.read_text())
+    raw["datasets"]["mart_safety"]["metrics"]["n_serious"] = "SUM(n_serious)"
+    chart = next(c for c in raw["dashboards"]["safety"]["charts"] if "serious_share" in c.get("metrics", []))
+    chart["metrics"] = ["n_serious", "serious_share"]
+    bad = tmp_path / "dashboards.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="metric 'n_serious' is named like a column"):
+        load_spec(bad)

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     lineage: LineageSettings = LineageSettings()
     security: SecuritySettings = SecuritySettings()
     api: ApiSettings = ApiSettings()
-    runs_per_tenant: int = Field(default=2, ge=1)  # Dagster run queue: runs of one tenant at once (one per study)
+    runs_per_tenant: int = Field(default=4, ge=1)  # Dagster run queue: runs of one tenant at once (one per study)
 
     @classmethod
     def settings_customise_sources(

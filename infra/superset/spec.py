@@ -3,6 +3,7 @@ charts of each dashboard. Plain Python + PyYAML so both virtualenvs can import i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,5 +107,19 @@ def _validate(spec: Spec) -> None:
             unknown = [m for m in chart.referenced_metrics() if m not in ds.metrics]
             if unknown:
                 raise ValueError(f"{where}: metrics {unknown} are not saved metrics of {ds.name}")
+            _check_alias_shadowing(where, chart.referenced_metrics(), ds)
             if not 1 <= chart.width <= 12:
                 raise ValueError(f"{where}: width must be 1..12, got {chart.width}")
+
+
+def _check_alias_shadowing(where: str, metrics: list[str], ds: Dataset) -> None:
+    """Refuse a chart whose metric is named like a column another of its metrics reads: Superset
+    selects ``SUM(x) AS x, SUM(x) / SUM(y) AS share``, and ClickHouse resolves the second ``x`` to the
+    alias (an aggregate inside an aggregate); DuckDB reads the column. Same numbers need other names."""
+    for name in metrics:
+        if name not in ds.columns:
+            continue
+        readers = [m for m in metrics if m != name and re.search(rf"\b{re.escape(name)}\b", ds.metrics[m])]
+        if readers:
+            raise ValueError(f"{where}: metric {name!r} is named like a column that metric(s) {readers} read; "
+                             "ClickHouse would read the metric's alias there: rename the metric")

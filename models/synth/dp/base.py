@@ -33,13 +33,16 @@ class DPSynthesizer(BaseSynthesizer):
         the budget (and delta / 2 when a category set is estimated); a column the estimate cannot
         resolve is left out of the model (``dropped_columns_``) and sampled as all missing.
     domain_share : float in (0, 1), share of rho spent on that estimate.
-    n_bins : int >= 2, bins of each numeric column's public range.
+    n_bins : int >= 2 or "auto", bins of each numeric column's public range. "auto" balances binning
+        error against noise from public quantities only: round(sqrt(n_rows / sigma)) clipped to
+        [4, 32], sigma being the noise of one bin of the one-way histograms (at 400 rows and
+        epsilon 1 that is 4 bins, at epsilon 10 about 8).
     random_state, verbose, progress, min_acceptance : see :class:`BaseSynthesizer`.
 
     Attributes
     ----------
     schema_ : the public schema; privacy_ : dict, what was spent (:meth:`ZCDPAccountant.guarantee`)
-    plus ``mechanism``; dropped_columns_ : column -> why it is not modelled.
+    plus ``mechanism``; dropped_columns_ : column -> why it is not modelled; n_bins_ : bins used.
     """
 
     mechanism = "dp"
@@ -51,7 +54,7 @@ class DPSynthesizer(BaseSynthesizer):
         columns: Mapping[str, Mapping[str, Any]] | None = None,
         estimate_domain: bool = False,
         domain_share: float = 0.1,
-        n_bins: int = 16,
+        n_bins: int | str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
         progress: Callable[[dict], None] | None = None,
@@ -70,8 +73,8 @@ class DPSynthesizer(BaseSynthesizer):
         _check_budget(self.epsilon, self.delta)
         if not 0 < self.domain_share < 1:
             raise ValueError(f"domain_share must be in (0, 1), got {self.domain_share!r}")
-        if isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int) or self.n_bins < 2:
-            raise ValueError(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
+        if self.n_bins != "auto" and (isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int) or self.n_bins < 2):
+            raise ValueError(f"n_bins must be an integer >= 2 or 'auto', got {self.n_bins!r}")
 
     def fit(self, df: pd.DataFrame, schema: TableSchema | None = None) -> Self:
         """Fit on ``df`` (n_rows, n_columns): every column is modelled (the column set is the table's
@@ -110,7 +113,10 @@ class DPSynthesizer(BaseSynthesizer):
             raise ValueError(f"no column left to model: {self.dropped_columns_}")
         self.output_columns_ = list(df.columns)
         self.schema_ = schema
-        self.encoder_ = PublicEncoder(schema, self.n_bins).fit_public(df.dtypes)
+        d = len(schema.columns)
+        sigma = np.sqrt(2 * d) / np.sqrt(2 * self._marginal_share(d) * self.rho_left)
+        self.n_bins_ = int(np.clip(round(np.sqrt(n / sigma)), 4, 32)) if self.n_bins == "auto" else self.n_bins
+        self.encoder_ = PublicEncoder(schema, self.n_bins_).fit_public(df.dtypes)
         self.n_training_rows_ = n
         self._fit(self.encoder_.to_codes(df), rng)
         self.privacy_ = {"mechanism": self.mechanism, **self.accountant_.guarantee()}
@@ -135,14 +141,24 @@ class DPSynthesizer(BaseSynthesizer):
         return self.accountant_.rho_budget - self.accountant_.rho_spent
 
     @abstractmethod
+    def _marginal_share(self, n_columns: int) -> float:
+        """Share of the rho left after the domain estimate that the one-way histograms get."""
+
+    @abstractmethod
     def _sample_codes(self, n: int, conditions: dict[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(codes (n, n_columns), positions in [0, 1] inside numeric bins (n, n_columns)); rows satisfy
         ``conditions`` (column index -> code, 0 = missing)."""
 
 
-def to_probabilities(noisy: np.ndarray, floor: float = 1e-6) -> np.ndarray:
-    """Post-processing of noisy counts (any shape): negatives to 0, normalized, and a ``floor`` share
-    spread over all cells so that no cell (stratum) is impossible."""
-    p = np.clip(noisy, 0.0, None)
-    p = p / p.sum() if p.sum() > 0 else np.full(np.shape(p), 1.0 / np.size(p))
-    return (p + floor) / (1 + floor * np.size(p))
+def to_probabilities(noisy: np.ndarray, total: float, floor: float = 1e-6) -> np.ndarray:
+    """Post-processing of noisy counts (any shape) whose true counts are >= 0 and sum to the public
+    ``total``: the Euclidean projection onto that simplex (Duchi et al. 2008: subtract one constant,
+    clip at 0; noise in empty cells mostly vanishes, where clipping alone would keep its positive
+    half), normalized, with a ``floor`` share spread over all cells so no cell (stratum) is impossible.
+    Hand-written: numpy/scipy have no simplex projection."""
+    flat = np.asarray(noisy, dtype=float).ravel()
+    ordered = np.sort(flat)[::-1]
+    cumulative = np.cumsum(ordered) - total
+    k = np.flatnonzero(ordered - cumulative / np.arange(1, len(flat) + 1) > 0)[-1]
+    p = np.clip(flat - cumulative[k] / (k + 1), 0.0, None).reshape(np.shape(noisy)) / total
+    return (p + floor) / (1 + floor * p.size)

@@ -56,10 +56,12 @@ class DPGaussianCopulaSynthesizer(CopulaSampler, DPSynthesizer):
        are clipped to L2 norm ``clip * sqrt(d)`` and the upper triangle of mean(z z^T) gets noise
        for its sensitivity clip^2 d / n (:func:`clipped_score_products`).
 
-    Post-processing: negative counts to 0, noisy correlations shrunk toward 0 by the share of their
-    spread that the noise explains (1 - sigma^2 / mean(r^2), floored at 0), divided by the DP share
-    of rows where both values are present, then repaired to the nearest positive-definite correlation
-    matrix (:func:`nearest_correlation`). With one column the whole budget goes to the marginal.
+    Post-processing: noisy counts projected onto the simplex of n rows
+    (:func:`~models.synth.dp.base.to_probabilities`); noisy correlations shrunk toward 0 by the
+    share of their spread that the noise explains (1 - sigma^2 / mean(r^2), floored at 0), divided
+    by the DP share of rows where both values are present, then repaired to the nearest
+    positive-definite correlation matrix (:func:`nearest_correlation`). With one column the whole
+    budget goes to the marginal.
 
     Sample: normal scores from N(0, R) (exact strata by :class:`~models.synth.copula.CopulaSampler`),
     mapped to codes through the noisy CDFs; numeric values are placed inside their bin by the score's
@@ -90,7 +92,7 @@ class DPGaussianCopulaSynthesizer(CopulaSampler, DPSynthesizer):
         columns: Mapping[str, Mapping[str, Any]] | None = None,
         estimate_domain: bool = False,
         domain_share: float = 0.1,
-        n_bins: int = 16,
+        n_bins: int | str = "auto",
         marginal_share: float = 0.5,
         clip: float = 1.5,
         random_state: int | None = None,
@@ -111,16 +113,18 @@ class DPGaussianCopulaSynthesizer(CopulaSampler, DPSynthesizer):
         if not self.clip > 0:
             raise ValueError(f"clip must be > 0, got {self.clip!r}")
 
+    def _marginal_share(self, n_columns: int) -> float:
+        return self.marginal_share if n_columns > 1 else 1.0
+
     def _fit(self, codes: np.ndarray, rng: np.random.Generator) -> None:
         n, d = codes.shape
         sizes = self.encoder_.sizes_
-        share = self.marginal_share if d > 1 else 1.0
         sigma = self.accountant_.gaussian("one-way marginals (histogram per column)", np.sqrt(2 * d),
-                                          share * self.rho_left)
+                                          self._marginal_share(d) * self.rho_left)
         self.noisy_marginals_, self.marginals_, self.missing_ = [], [], np.empty(d)
         for j in range(d):
             noisy = np.bincount(codes[:, j], minlength=sizes[j]) + rng.normal(0.0, sigma, sizes[j])
-            p = to_probabilities(noisy)
+            p = to_probabilities(noisy, n)
             self.noisy_marginals_.append(noisy)
             self.missing_[j] = p[0]
             cum = np.concatenate([[0.0], np.cumsum(p[1:] / p[1:].sum())])

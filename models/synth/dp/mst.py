@@ -53,8 +53,9 @@ class MSTSynthesizer(DPSynthesizer):
     3. the count tables of the d - 1 chosen pairs, Gaussian, L2 sensitivity sqrt(2 (d - 1)).
 
     Estimation (post-processing): each column's distribution is the inverse-variance-weighted mean
-    of its one-way measurement and the margins of its measured pairs (negative counts to 0); each
-    pair table is raked to its two columns' distributions, so all tables agree and define a
+    of its one-way measurement and the margins of its measured pairs, projected onto the simplex of
+    n rows; each pair table (projected too) is raked to its two columns' distributions, so all tables
+    agree and define a
     tree-shaped distribution P(x) = prod P(x_i, x_j) / prod P(x_k)^(degree - 1).
 
     Sample: ancestral sampling from a root (the rarest conditioned stratum, its code fixed; further
@@ -68,13 +69,16 @@ class MSTSynthesizer(DPSynthesizer):
 
     mechanism = "mst"
 
+    def _marginal_share(self, n_columns: int) -> float:
+        return 1 / 3 if n_columns > 1 else 1.0
+
     def _fit(self, codes: np.ndarray, rng: np.random.Generator) -> None:
         n, d = codes.shape
         sizes = self.encoder_.sizes_
-        third = self.rho_left / (3 if d > 1 else 1)
+        third = self._marginal_share(d) * self.rho_left
         sigma1 = self.accountant_.gaussian("one-way marginals (histogram per column)", np.sqrt(2 * d), third)
         one = [np.bincount(codes[:, j], minlength=sizes[j]) + rng.normal(0.0, sigma1, sizes[j]) for j in range(d)]
-        self.tree_ = self._select(codes, [to_probabilities(y) for y in one], third, rng) if d > 1 else []
+        self.tree_ = self._select(codes, [to_probabilities(y, n) for y in one], third, rng) if d > 1 else []
         measured, sigma2 = {}, np.inf
         if self.tree_:
             sigma2 = self.accountant_.gaussian("two-way marginals of the tree", np.sqrt(2 * len(self.tree_)),
@@ -88,9 +92,9 @@ class MSTSynthesizer(DPSynthesizer):
                           for (i, j), t in measured.items() if k in (i, j)]
             weights = np.array([1 / v for _, v in estimates])
             combined = sum(w * e for w, (e, _) in zip(weights, estimates, strict=True)) / weights.sum()
-            self.node_probabilities_.append(to_probabilities(combined))
+            self.node_probabilities_.append(to_probabilities(combined, n))
         self.pair_probabilities_ = {
-            (i, j): rake(np.clip(t, 0.0, None) + 1e-6 * n, self.node_probabilities_[i], self.node_probabilities_[j])
+            (i, j): rake(to_probabilities(t, n), self.node_probabilities_[i], self.node_probabilities_[j])
             for (i, j), t in measured.items()
         }
         self._report(f"fitted on {n} rows x {d} columns, tree of {len(self.tree_)} pairs", stage="fit", elapsed_s=0.0)
