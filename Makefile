@@ -8,7 +8,7 @@ DP_STAMP := .venv-dp/.installed
 CHROMIUM := /usr/bin/chromium
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo ui api superset test bench lint clean-data stack-deps stack-up stack-down stack-status sbom
+.PHONY: demo demo-stack ui api superset test bench lint clean-data dbt-manifest stack-deps stack-up stack-down stack-status sbom
 
 # torch first and exactly 2.13.0 (a local CPU wheel); any other spec pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml
@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	$(MAKE) -s dbt-manifest
 	@touch $(STAMP)
+
+# The parsed dbt manifest the Dagster definitions load (assets/warehouse.py): parsed once here, not on
+# every definitions load. A later change to a dbt model re-parses once, at the next load, and says so.
+dbt-manifest:
+	$(BIN)/dbt parse --project-dir dbt_project --profiles-dir dbt_project --quiet
 
 # Superset in its own venv (its pins would fight Dagster's); Chromium for the dashboard browser tests.
 $(SUPERSET_STAMP): infra/superset/install.sh | $(STAMP)
@@ -50,6 +56,12 @@ stack-status:
 
 demo: $(STAMP)
 	$(BIN)/trialsynth demo
+
+# The same demo on the scale-out stack, started first when it is down (stack-up reuses what runs): settings
+# only, .stack/trialsynth.yaml through TRIALSYNTH_CONFIG, the secrets and DAGSTER_HOME from .stack/stack.env.
+# The lake (landing, raw zone, bronze, analytics files) stays on local disk in .stack/data, not in the S3 bucket.
+demo-stack: $(STAMP) stack-up
+	. .stack/stack.env && $(BIN)/trialsynth demo
 
 # Initializes Superset on first run, re-applies the dashboards bundle and row-level security,
 # publishes the marts to a read-only serving DuckDB file, then serves on 127.0.0.1:8088.

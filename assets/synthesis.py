@@ -48,7 +48,9 @@ class SynthesisRunConfig(dg.Config):
     trialsynth/api/jobs.py); empty values keep the study config. ``params`` replace the study's when
     given or when ``synthesizer`` names another synthesizer; ``columns`` are :meth:`TableSchema.infer` overrides (kind
     categorical/ordinal/..., categories, min_value/max_value constraints, decimals); ``model_id``
-    generates from that registered model instead of the study's latest."""
+    generates from that registered model instead of the study's latest. ``privacy`` ({epsilon, delta})
+    sets this training's differential-privacy budget (with a DP ``synthesizer``); the study config's
+    cap still bounds what all trainings on its data spend, and no run can change it."""
 
     synthesizer: str = ""
     params: dict[str, Any] = {}
@@ -57,11 +59,18 @@ class SynthesisRunConfig(dg.Config):
     conditions: dict[str, Any] = {}
     columns: dict[str, dict[str, Any]] = {}
     model_id: str = ""
+    privacy: dict[str, float] = {}
 
     def apply(self, cfg: StudyConfig) -> StudyConfig:
         update = {k: v for k, v in (("synthesizer", self.synthesizer), ("n", self.n), ("conditions", self.conditions)) if v}
         if self.params or self.synthesizer not in ("", cfg.synthesis.synthesizer):
             update["params"] = self.params
+        if self.privacy:
+            if set(self.privacy) - {"epsilon", "delta"}:
+                raise ValueError(f"privacy: a run sets only epsilon and delta, not {sorted(set(self.privacy) - {'epsilon', 'delta'})} "
+                                 "(the cap is the study config's)")
+            study = cfg.synthesis.privacy.model_dump() if cfg.synthesis.privacy else {}
+            update["privacy"] = {**study, **self.privacy}
         synthesis = SynthesisConfig.model_validate({**cfg.synthesis.model_dump(), **update})
         return cfg.model_copy(update={"synthesis": synthesis, "seed": cfg.seed if self.seed is None else self.seed})
 
@@ -298,6 +307,19 @@ def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConf
         metadata={"model_id": record.id, "status": record.status})
 
 
+def _report_link(tenant: str, study: str, run_id: str) -> dg.MetadataValue:
+    """The HTML report over HTTP (the API's signed-link route; browsers refuse file:// links from the
+    Dagster UI), or how to open it when this deployment has no link key (trialsynth/api/report_links.py)."""
+    from trialsynth.api.report_links import LINK_SECRET_ENV, report_link
+    from trialsynth.settings import get_settings
+
+    url = report_link(get_settings(), tenant, study, run_id)
+    if url is not None:
+        return dg.MetadataValue.url(url)
+    return dg.MetadataValue.text(f"no report link key (set ${LINK_SECRET_ENV} for the API and the runs): open it "
+                                 f"with `trialsynth evidence show {run_id}` or GET /evidence/v1/runs/{run_id}?format=html")
+
+
 def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataFrame | None:
     """The training table with its numeric gaps filled by the study's chosen imputer (for overlays)."""
     if not choice_path.exists():
@@ -363,6 +385,9 @@ def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig,
     paths = write_pack(pack, study_dir / "evidence" / run_id)
     metrics = pack.metrics_frame().assign(run_id=run_id, created_at=datetime.now(UTC).isoformat())
     _mpath, msha = lake.write_table(pk, f"evidence/{run_id}/metrics.parquet", metrics)
+    if pack.closest is not None:  # the same file write_pack wrote, with tenant_id, study_id and run_id for dbt
+        paths["closest"], _csha = lake.write_table(pk, f"evidence/{run_id}/closest_records.parquet",
+                                                   pack.closest.table.assign(run_id=run_id))
     lineage.record(pk, asset_key="evidence_pack",
                    input_sha256s={"synthetic_cohort": sha256_file(study_dir / "synthesis" / "synthetic_cohort.parquet"),
                                   "training_data": pointer["training_sha256"]},
@@ -373,7 +398,7 @@ def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig,
     yield dg.MaterializeResult(metadata={
         "overall": pack.overall_level,
         "privacy_guarantee": pack.details["privacy_guarantee"]["guarantee"],
-        "report": dg.MetadataValue.url(paths["html"].resolve().as_uri()),
+        "report": _report_link(tenant, study, run_id),
         "report_path": dg.MetadataValue.path(str(paths["html"])),
         "summary": dg.MetadataValue.md(pack.summary_markdown()),
         "closest_records": dg.MetadataValue.path(str(paths.get("closest", ""))),
@@ -385,8 +410,8 @@ def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig,
         check_name="evidence_passes", passed=failing.empty, severity=dg.AssetCheckSeverity.ERROR,
         description="no metric at 'fail'" if failing.empty else
         f"{len(failing)} metric(s) at 'fail': " + ", ".join(sorted(set(failing["metric"].astype(str)))),
-        metadata={"failing_metrics": dg.MetadataValue.json(
-            failing[["metric", "variable", "value"]].head(25).astype(str).to_dict("records")),
+        metadata={"failing_metrics": dg.MetadataValue.json(  # via to_json: a missing value is null, never NaN
+            json.loads(failing[["metric", "variable", "value"]].head(25).to_json(orient="records"))),
                   "n_failing": len(failing),
                   "overall": pack.overall_level},
     )

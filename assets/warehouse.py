@@ -49,7 +49,7 @@ def dbt_environment() -> dict[str, str]:
     }
 
 
-MANIFEST_DIRS = ("target", "parsed")  # where `make install` / a re-parse write it; where the image ships it
+MANIFEST_DIRS = ("target", "parsed")  # where `make dbt-manifest` / a re-parse write it; where the image ships it
 # (infra/docker/Dockerfile: outside dbt's target folder, which Kubernetes mounts as a writable volume)
 
 
@@ -97,7 +97,7 @@ def _mkdir(path: Path) -> Path:
 
 
 def prepare_dbt_project() -> DbtProject:
-    """The dbt project with a fresh parsed manifest: the one ``make install`` (or the image build)
+    """The dbt project with a fresh parsed manifest: the one ``make dbt-manifest`` (or the image build)
     wrote when no model, macro or test file is newer; else ``dbt parse`` runs now, saying why (it
     costs seconds of every definitions load until the manifest is written again)."""
     os.environ.update(dbt_environment())
@@ -117,7 +117,7 @@ def prepare_dbt_project() -> DbtProject:
             return candidate
         reasons.append(reason)
     logging.getLogger(__name__).warning(
-        "dbt manifest not usable (%s): running dbt parse now; `make install` (or `dbt parse` in %s) "
+        "dbt manifest not usable (%s): running dbt parse now; `make dbt-manifest` (or `dbt parse` in %s) "
         "writes it once", "; ".join(reasons), project_dir)
     parse_dbt_project(project_dir, s.warehouse.target)
     return project(MANIFEST_DIRS[0])

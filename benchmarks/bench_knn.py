@@ -81,13 +81,16 @@ def _exact_distances(X: np.ndarray, i: int, pool: np.ndarray) -> np.ndarray:
         return np.where(n > 0, np.sqrt(d2 / n * X.shape[1]), np.inf)
 
 
-def tied_at_k(X: np.ndarray, cells: tuple[np.ndarray, np.ndarray], k: int) -> int:
-    """How many of the given cells have their k-th and (k+1)-th potential donors tied."""
-    tied = 0
+def classify(X: np.ndarray, cells: tuple[np.ndarray, np.ndarray], k: int) -> tuple[int, int]:
+    """Of the given cells: (k-th and (k+1)-th potential donors tied, else a potential donor at exact
+    distance 0 - which scikit-learn's expansion makes slightly positive, changing 1/distance weights)."""
+    tied = zero = 0
     for i, j in zip(*cells, strict=True):
         d = np.sort(_exact_distances(X, i, np.flatnonzero(~np.isnan(X[:, j]))))
-        tied += d.size > k and np.isclose(d[k - 1], d[k], rtol=1e-12, atol=0)
-    return int(tied)
+        is_tied = bool(d.size > k and np.isclose(d[k - 1], d[k], rtol=1e-12, atol=0))
+        tied += is_tied
+        zero += not is_tied and d[0] == 0
+    return tied, zero
 
 
 def run(label: str, X: np.ndarray, args: argparse.Namespace) -> list[str]:
@@ -111,14 +114,15 @@ def run(label: str, X: np.ndarray, args: argparse.Namespace) -> list[str]:
         sk_s = time.perf_counter() - t
         sk_full = sk_s * X.shape[0] / m
         differ = np.nonzero(np.abs(ref - ours[:m]) > 1e-9)
-        tied = tied_at_k(X, differ, args.k)
+        tied, zero = classify(X, differ, args.k)
         how = ("full run" if m == X.shape[0]
                else f"{m:,} query rows x {X.shape[0]:,} fit rows, x {X.shape[0] / m:.0f}")
         print(f"[{label} {weights}] FastKNNImputer {ours_s:.1f} s ({imp.n_widened_} cells widened), sklearn "
-              f"{sk_full:.1f} s -> {sk_full / ours_s:.1f}x; {differ[0].size} cells differ, {tied} tied at k")
+              f"{sk_full:.1f} s -> {sk_full / ours_s:.1f}x; {differ[0].size} cells differ, {tied} tied at k, "
+              f"{zero} with a donor at distance 0")
         lines.append(f"| {label} | {weights} | {ours_s:.1f} | {sk_full:.1f} ({how}: {sk_s:.1f} s) | "
                      f"**{sk_full / ours_s:.1f}x** | {int(np.isnan(X[:m]).sum()):,} | {differ[0].size:,} | {tied:,} | "
-                     f"{differ[0].size - tied:,} | {imp.n_widened_:,} | {rss:.2f} |")
+                     f"{zero:,} | {differ[0].size - tied - zero:,} | {imp.n_widened_:,} | {rss:.2f} |")
     return lines
 
 
@@ -152,16 +156,18 @@ def main() -> None:
         "`zero_inflated()` in the benchmark, no download). k = "
         f"{args.k}; both imputers `fit` on the whole matrix and impute it.\n\n"
         "| data | weights | FastKNNImputer (s) | sklearn KNNImputer (s) | speedup | cells compared | cells that "
-        "differ | of which tied at the k-th donor | other differences | cells widened | process peak RSS so "
-        "far (GB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+        "differ | of which tied at the k-th donor | with a donor at distance 0 | other | cells widened | process "
+        "peak RSS so far (GB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
         "**Ties.** Where the k-th and (k+1)-th nearest potential donors of a cell are at the same distance, "
         "FastKNNImputer takes the tied donors with the lower fit-row index (deterministic on every machine, "
         "whatever the threads or blocks); scikit-learn takes whichever `np.argpartition` leaves in front, "
         "which depends on the whole distance row and on the rounding noise of its BLAS distance expansion "
         "(that noise changes with the BLAS thread count). The two therefore differ in some tied cells whose "
-        "tied donors hold different values (column 'of which tied'); 'other differences' are near-equal "
-        "distances that scikit-learn's `|x|^2 + |y|^2 - 2x.y` rounding orders differently (FastKNNImputer "
-        "sums exact differences). Cells widened: cells whose donors were not settled by the first candidate "
+        "tied donors hold different values (column 'of which tied'). 'With a donor at distance 0' (duplicated "
+        "records; matters for `weights='distance'` only): scikit-learn's `|x|^2 + |y|^2 - 2x.y` expansion turns "
+        "an exact 0 into a tiny positive distance, so its 1/distance weights differ from 'donors at distance 0 "
+        "share all the weight'. 'Other': near-equal distances that the expansion's rounding orders differently "
+        "(FastKNNImputer sums exact differences). Cells widened: cells whose donors were not settled by the first candidate "
         "list (a crowd of tied donors larger than it, or too few candidates observing the column) and took "
         "the wider search.\n\n"
         f"Where scikit-learn's projected full time exceeds {args.sklearn_budget:.0f} s it is fitted on all rows "

@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--delta", type=float, default=1e-6)
     parser.add_argument("--bounds", required=True)
     parser.add_argument("--bins", type=int, default=16)
+    parser.add_argument("--aim-rounds", type=int, default=None, help="AIM rounds (smartnoise default: 16 x columns)")
     parser.add_argument("--categorical", default="")
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--seed", type=int, default=7)
@@ -56,8 +57,10 @@ def main() -> None:
     else:
         constraints = {c: BinTransformer(bins=args.bins, lower=lo, upper=hi, nullable=True) for c, (lo, hi) in bounds.items()}
     options = {"delta": args.delta}
-    if args.synthesizer == "dpctgan":
-        options.update(verbose=False, cuda=False)
+    if args.synthesizer == "dpctgan":  # its default batch (500) exceeds trial tables: a quarter of the rows
+        options.update(verbose=False, cuda=False, batch_size=2 * max(len(train) // 8, 5))
+    if args.synthesizer == "aim" and args.aim_rounds:
+        options.update(rounds=args.aim_rounds)
     model = Synthesizer.create(args.synthesizer, epsilon=args.epsilon, **options)
     wall, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():

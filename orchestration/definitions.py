@@ -63,9 +63,11 @@ def _definitions() -> "dg.Definitions":
     from orchestration.resources import LakeResource, LineageResource, RegistryResource
     from orchestration.schedules import marts_automation, nightly_marts_refresh
     from orchestration.sensors import landing_sensor
+    from trialsynth.security import check_keys
     from trialsynth.settings import get_settings
 
     settings = get_settings()
+    check_keys(settings)  # refuse to load with a missing, wrong or destroyed tenant key (docs/security.md)
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules([ingest, study_data, missingness, imputation, synthesis, design, rbqm]),
                 *warehouse.dbt_steps, lineage_assets.lineage_verification],

@@ -83,7 +83,7 @@ def _rule_reference(X: np.ndarray, k: int, weights: str) -> tuple[np.ndarray, np
 def test_ties_go_to_the_lower_fit_row_index_and_are_the_only_difference_from_sklearn(weights: str) -> None:
     """Zero-inflated integer data: crowds of tied donors (zero distances, duplicate rows) larger
     than the candidate list, so cells take the wider search; all arithmetic exact."""
-    X = _zero_inflated(1500, 12, seed=1)
+    X = _zero_inflated(1000, 12, seed=1)
     ref, got, imp = _both(X, 5, weights)
     rule, tied = _rule_reference(X, 5, weights)
     assert imp.n_widened_ > 0 and tied.sum() > 50  # the test does exercise wide crowds and ties

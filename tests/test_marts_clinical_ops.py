@@ -346,12 +346,14 @@ WITH_SUBJECTS = [s for s, spec in SITES.items() if spec.screened]
 
 # --------------------------------------------------------------------------- tests
 def test_rbqm_assets_write_lake_tables_and_lineage(built: tuple[Path, bool]) -> None:
+    from trialsynth.lineage import LocalLineageStore
+
     root, _ = built
     qtl = pl.read_parquet(root / "lake" / OPS[0] / OPS[1] / "rbqm" / "qtl_limits.parquet")
     assert qtl.select("tenant_id", "qtl_name", "kri", "qtl_limit", "direction").rows() == [
         ("ops", "discontinuation", "discontinuation_rate", 0.15, "above"), ("ops", "query floor", "query_rate", 22.0, "below")]
     assert pl.read_parquet(root / "lake" / DEMO[0] / DEMO[1] / "rbqm" / "qtl_limits.parquet").height == 0  # no config
-    lineage = [json.loads(line) for line in (root / "lake" / OPS[0] / OPS[1] / "lineage" / "lineage.jsonl").read_text().splitlines()]
+    lineage = LocalLineageStore(root / "lake").read(*OPS)
     km = next(r for r in lineage if r["asset_key"] == "km_discontinuation")
     assert set(km["input_sha256s"]) == {"bronze/dm", "bronze/ds", "bronze/sv"}
     assert next(r for r in lineage if r["asset_key"] == "qtl_limits")["input_sha256s"].keys() == {"OPS-01.yaml"}

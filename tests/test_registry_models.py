@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -30,16 +31,28 @@ DATA_SHA = hashlib.sha256(b"training data").hexdigest()
 POSTGRES_URL = os.environ.get("TRIALSYNTH_TEST_POSTGRES_URL")
 
 
+@pytest.fixture(scope="session")
+def postgres_scratch_url(request) -> str:
+    """A scratch database: TRIALSYNTH_TEST_POSTGRES_URL when set, else a new database on the stack's
+    private Postgres cluster (started by the `stack` fixture; skipped only when Postgres cannot be
+    installed)."""
+    if POSTGRES_URL:
+        return POSTGRES_URL
+    stack = request.getfixturevalue("stack")
+    name = f"scratch_registry_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(stack.postgres.superuser_url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return stack.postgres.superuser_url(name)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def registry(request, tmp_path) -> ModelRegistry:
-    """A fresh registry on SQLite, and on Postgres too when TRIALSYNTH_TEST_POSTGRES_URL names a
-    scratch database (its registry tables are dropped first), e.g.
-    ``postgresql+psycopg2://postgres@/scratch?host=/tmp/pg&port=55432``."""
+    """A fresh registry on SQLite and on Postgres (its registry tables are dropped first)."""
     if request.param == "sqlite":
         return ModelRegistry(f"sqlite:///{tmp_path / 'sub' / 'registry.sqlite'}")
-    if not POSTGRES_URL:
-        pytest.skip("set TRIALSYNTH_TEST_POSTGRES_URL to a scratch Postgres database to run on Postgres")
-    engine = create_engine(POSTGRES_URL)
+    engine = create_engine(request.getfixturevalue("postgres_scratch_url"))
     metadata.drop_all(engine)
     return ModelRegistry(engine=engine)
 

@@ -75,12 +75,16 @@ def test_clickhouse_serving_views_match_the_duckdb_serving_file(clickhouse_endpo
                 assert ch == duck, table
             availability = _rows(con, f"SELECT DISTINCT status FROM {AVAILABILITY_DATASET}")
         assert availability == [("available",), ("not available for this study",)]
-        # a mart dbt builds later is served once published again
+        # a mart dbt builds later is served, and counted available, once published again
+        status = (f"SELECT tenant_id, status FROM {db}.{AVAILABILITY_DATASET} "
+                  "WHERE source = 'mart_little_mcar' ORDER BY tenant_id")
+        assert _rows(client, status) == [("acme", "not available for this study"), ("cdisc", "not available for this study")]
         client.command(f"CREATE TABLE {served.clickhouse_database}.mart_little_mcar ENGINE = MergeTree ORDER BY tuple() "
                        "AS SELECT 'acme' AS tenant_id, 'ACME-001' AS study_id, 'VS' AS variable_group")
         assert "mart_little_mcar" not in publish_clickhouse(client, served).placeholders
         assert _rows(client, f"SELECT study_id, variable_group, statistic FROM {db}.mart_little_mcar") == [
             ("ACME-001", "VS", None)]
+        assert _rows(client, status) == [("acme", "available"), ("cdisc", "not available for this study")]
     finally:
         client.command(f"DROP DATABASE IF EXISTS {served.clickhouse_database}")
         client.command(f"DROP DATABASE IF EXISTS {served.serving_database}")

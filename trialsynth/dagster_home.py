@@ -9,7 +9,10 @@ call with other settings in the same process (tests) is not mistaken for a user'
 
 ``dagster.yaml``: SQLite storage under DAGSTER_HOME is the embedded default; ``dagster_storage:
 postgres`` switches run, event-log and schedule storage to Postgres (dagster-postgres) by
-configuration only. One pool slot for the DuckDB warehouse: DuckDB has a single writer. The file
+configuration only. One pool slot for the DuckDB warehouse: DuckDB has a single writer. The run
+queue (Dagster's QueuedRunCoordinator, the default) launches at most one run per tenant|study
+partition and ``runs_per_tenant`` runs per tenant (tests/test_run_queue.py); it holds runs submitted
+to the instance (sensor daemon, schedules, backfills, the API), not ``execute_in_process`` runs. The file
 carries a header saying trialsynth wrote it; a ``dagster.yaml`` without it (the user's own) is kept
 as it is, with a warning.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = Non
 
     def fmt(v: Any) -> str:
         if isinstance(v, float):
-            return format(v, floatfmt)
+            return "" if math.isnan(v) else format(v, floatfmt)  # a missing number is a blank cell, not "nan"
         return "" if v is None else str(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

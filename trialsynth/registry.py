@@ -159,7 +159,10 @@ class PrivacySpend:
     """The (epsilon, delta) a DP model spent on ``study``'s data version (its training data sha256).
 
     Spends on one data version add up (basic composition) and must stay within the study's cap
-    (``cap_epsilon``, ``cap_delta``, from its config; not stored, checked at registration).
+    (``cap_epsilon``, ``cap_delta``, from its config; not stored, checked at registration). A retired
+    model's spend still counts: what it released cannot be recalled. A new data version (another
+    training table) starts its own account, although subjects it shares with earlier versions were
+    already spent on: keep the cap low when versions overlap.
     """
 
     study: str

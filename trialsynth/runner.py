@@ -12,13 +12,20 @@ model is approved.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import time
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
 
 import dagster as dg
 
 from orchestration.partitions import TENANT_STUDY
+from orchestration.resources import LakeResource
 from orchestration.sensors import (
     RUN_KEY_TAG,
     drop_observations,
@@ -27,10 +34,13 @@ from orchestration.sensors import (
     step_failure_message,
 )
 from trialsynth.dagster_home import ensure_dagster_home
-from trialsynth.ingest.drops import FAILED, INGESTED, LANDED, PENDING, DropRecord, StudyPlan
+from trialsynth.ingest.drops import FAILED, INGESTED, LANDED, PENDING, DropRecord, DropRegistry, StudyPlan
 from trialsynth.names import split_partition_key
+from trialsynth.outage import Outage, interrupted_runs, note_interrupted, outage_of
+from trialsynth.settings import get_settings
 
 SENSOR_TAG = "dagster/sensor_name"
+INTERRUPTED = "interrupted"  # RunOutcome.state of a run a service outage stopped (trialsynth.outage)
 
 
 @dataclass
@@ -41,6 +51,7 @@ class RunOutcome:
     summary: list[str] = field(default_factory=list)
     drop_id: str = ""
     state: str = ""  # the drop's state after this call (trialsynth.ingest.drops)
+    log_path: str = ""  # the run's full log, when the call was asked to keep logs in files (run_log_dir)
 
 
 def _summarize(events: list[dg.DagsterEvent]) -> list[str]:
@@ -69,12 +80,15 @@ def _key(record: DropRecord) -> tuple[str, str, str, int]:
 
 def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = "landing_sensor",
                          tenant: str | None = None, study: str | None = None,
-                         assets: Collection[dg.AssetKey] | None = None) -> list[RunOutcome]:
+                         assets: Collection[dg.AssetKey] | None = None,
+                         run_log_dir: Path | None = None) -> list[RunOutcome]:
     """Run every drop that is ready now (of ``tenant``/``study`` when given), one progress line per
     drop, and return one outcome per drop of those studies in the landing zone, in arrival order:
     SUCCESS/FAILURE for the drops run now, SKIPPED with the reason for the others; then the cohort
     generations of models approved since. ``assets`` runs only those assets of the study pipeline
-    (tests; a drop counts as ingested once its raw zone and bronze steps succeeded)."""
+    (tests; a drop counts as ingested once its raw zone and bronze steps succeeded). ``run_log_dir``:
+    instead of Dagster's console log, one line per finished step through ``log`` and each run's whole
+    log (the dbt log stream included) in ``<run_log_dir>/<run id>.log``."""
     ensure_dagster_home()
     from orchestration.definitions import defs
 
@@ -82,6 +96,7 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
     lake = defs.resources["lake"]
     full_job = defs.resolve_job_def(defs.resolve_sensor_def(sensor_name).job_name)
     job = full_job.get_subset(asset_selection=set(assets)) if assets is not None else full_job
+    recover_interrupted(instance, lake, log)
 
     def wanted(key: str) -> bool:
         t, s = split_partition_key(key)
@@ -106,34 +121,138 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
             if _key(record) in ran:
                 raise RuntimeError(f"drop {record.drop_id} of {record.partition_key} is due again after its run "
                                    f"{ran[_key(record)].run_id}: its state did not settle ({record.describe()})")
-            ran[_key(record)] = _execute(job, instance, record, sensor_name, log)
+            ran[_key(record)] = _execute(job, instance, record, sensor_name, log, run_log_dir)
+            if ran[_key(record)].state == INTERRUPTED and ran[_key(record)].run_id is None:
+                return list(ran.values())  # the run could not be recorded: the instance's storage is gone
     outcomes = [_outcome(p, record, ran.get(_key(record)), instance)
                 for key, p in plan.studies.items() if wanted(key)
                 for record in p.records if _key(record) in ran or (record.drop_id, record.content_hash) in p.ready]
-    return outcomes + _generate_approved(defs, instance, full_job, log, wanted)
+    return outcomes + _generate_approved(defs, instance, full_job, log, wanted, run_log_dir)
+
+
+STEP_LINES = {dg.DagsterEventType.STEP_SUCCESS: "done", dg.DagsterEventType.STEP_FAILURE: "FAILED",
+              dg.DagsterEventType.STEP_SKIPPED: "skipped"}
+
+
+class _StepLines(logging.Handler):
+    """One line per finished step of a run: outcome, step, the step's own seconds."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "dagster_meta", {}).get("dagster_event")
+        if event is not None and event.event_type in STEP_LINES:
+            took = getattr(event.event_specific_data, "duration_ms", None)
+            self.log(f"    {STEP_LINES[event.event_type]:<8} {event.step_key:<44} "
+                     + (f"{took / 1000:7.1f} s" if took is not None else ""))
+
+
+def _run_loggers(log: Callable[[str], None], log_file: TextIO) -> dict[str, dg.LoggerDefinition]:
+    """The logger of a quiet run (instead of Dagster's console logger): step lines through ``log``,
+    everything in ``log_file``."""
+
+    def make(_context: dg.InitLoggerContext) -> logging.Logger:
+        logger = logging.Logger("trialsynth.run", level=logging.DEBUG)
+        to_file = logging.StreamHandler(log_file)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(to_file)
+        logger.addHandler(_StepLines(log))
+        return logger
+
+    return {QUIET_LOGGER: dg.LoggerDefinition(make, description="step lines and the run's log file")}
+
+
+QUIET_LOGGER = "trialsynth_run"
+
+
+def _run_in_process(job: dg.JobDefinition, instance: dg.DagsterInstance, log: Callable[[str], None],
+                    run_log_dir: Path | None, run_config: dict | None = None, **kwargs) -> tuple[dg.ExecuteInProcessResult, str]:
+    """``job.execute_in_process``, logging to the console at INFO, or quietly (see
+    :func:`process_landing_zone`); returns the result and the log file ('' when none)."""
+    if run_log_dir is None:
+        config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        return job.execute_in_process(run_config=config, instance=instance, raise_on_error=False, **kwargs), ""
+    run_log_dir.mkdir(parents=True, exist_ok=True)
+    run_id = str(uuid.uuid4())
+    log_path = run_log_dir / f"{run_id}.log"
+    terminal = sys.stdout
+
+    def progress(line: str) -> None:
+        with contextlib.redirect_stdout(terminal):
+            log(line)
+
+    # dagster-dbt writes dbt's whole event stream to stdout: into the run's log file with the rest
+    with open(log_path, "a", encoding="utf-8") as log_file, contextlib.redirect_stdout(log_file):
+        res = job.with_logger_defs(_run_loggers(progress, log_file)).execute_in_process(
+            run_config={**(run_config or {}), "loggers": {QUIET_LOGGER: {}}}, instance=instance,
+            raise_on_error=False, run_id=run_id, **kwargs)
+    return res, str(log_path)
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, record: DropRecord, sensor_name: str,
-             log: Callable[[str], None]) -> RunOutcome:
+             log: Callable[[str], None], run_log_dir: Path | None = None) -> RunOutcome:
     request = drop_run_request(record)
     retry = f", retry {record.attempt}" if record.attempt else ""
     log(f"  {record.partition_key} drop {record.drop_id} (arrival {record.arrival}{retry}): running {job.name}")
     start = time.perf_counter()
-    res = job.execute_in_process(
-        run_config={**request.run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}}, instance=instance,
-        partition_key=request.partition_key, tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_TAG: sensor_name},
-        raise_on_error=False,
-    )
+    settings = get_settings()
+    try:
+        res, log_path = _run_in_process(
+            job, instance, log, run_log_dir, run_config=request.run_config, partition_key=request.partition_key,
+            tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_TAG: sensor_name})
+    except Exception as exc:  # Dagster could not go on recording the run: its storage stopped answering?
+        outage = outage_of(exc, settings)
+        if outage is None:
+            raise
+        note_interrupted(settings, record, outage)
+        log(f"  {record.partition_key} drop {record.drop_id}: INTERRUPTED after {time.perf_counter() - start:.0f} s")
+        landed = DropRegistry(settings.lake_dir, record.tenant, record.study).latest(record.drop_id)
+        return RunOutcome(record.partition_key, "FAILURE", None, [_interrupted_line(outage, landed and landed.run_id)],
+                          record.drop_id, state=INTERRUPTED)
     status = "SUCCESS" if res.success else "FAILURE"
     log(f"  {record.partition_key} drop {record.drop_id}: {status} in {time.perf_counter() - start:.0f} s (run {res.run_id})")
-    return RunOutcome(record.partition_key, status, res.run_id, _run_lines(res), record.drop_id)
+    outcome = RunOutcome(record.partition_key, status, res.run_id, _run_lines(res), record.drop_id, log_path=log_path)
+    outage = next((o for ev in res.get_step_failure_events() if (o := outage_of(ev.step_failure_data.error, settings))), None)
+    if outage is not None:  # a step failed because a service stopped answering: the drop runs again next time
+        note_interrupted(settings, record, outage)
+        outcome.summary.append(_interrupted_line(outage))
+        outcome.state = INTERRUPTED
+    return outcome
+
+
+def _interrupted_line(outage: Outage, run_id: str | None = None) -> str:
+    run = f"run {run_id}" if run_id else "the run"
+    return (f"{outage.describe()}. {run.capitalize()} stopped there; the drop runs again at the next `trialsynth "
+            "ingest` or `trialsynth demo` once the service answers (the local stack: `make stack-up`).")
+
+
+def recover_interrupted(instance: dg.DagsterInstance, lake: LakeResource, log: Callable[[str], None]) -> None:
+    """Settle the runs an outage interrupted (:mod:`trialsynth.outage`) now that the services answer: a run
+    the storage still shows in progress is marked FAILED with the note's reason, and its drop is retried."""
+    notes = interrupted_runs(get_settings())
+    if not notes:
+        return
+    for _, note in notes:
+        for run in instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: note.run_key})):
+            if not run.is_finished:
+                instance.report_run_failed(run, message=note.reason)
+                log(f"  run {run.run_id} of {note.tenant}|{note.study} marked failed: {note.reason}")
+    plan_landing(lake, instance)  # settles the interrupted drops from their runs
+    for path, note in notes:
+        with contextlib.suppress(ValueError):  # still pending (its run never began) or superseded since
+            DropRegistry(lake.lake_dir, note.tenant, note.study).request_retry(note.drop_id)
+            log(f"  {note.tenant}|{note.study} drop {note.drop_id}: runs again (its run was {note.reason})")
+        path.unlink()
 
 
 def _outcome(plan: StudyPlan, record: DropRecord, ran: RunOutcome | None, instance: dg.DagsterInstance) -> RunOutcome:
     """The outcome of a drop run now (with its state after the call), or why it was not run."""
     if ran is not None:
+        runs_again = ran.state == INTERRUPTED  # its drop is retried by the next call (trialsynth.outage)
         ran.state = record.state
-        if record.state == FAILED:
+        if record.state == FAILED and not runs_again:
             ran.summary.append(f"drop {record.drop_id} failed: not ingested, the study's bronze is unchanged; "
                                f"{_retry_hint(record)}")
         return ran
@@ -171,7 +290,8 @@ def _run_lines(res: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _generate_approved(defs: dg.Definitions, instance: dg.DagsterInstance, job: dg.JobDefinition,
-                       log: Callable[[str], None], wanted: Callable[[str], bool]) -> list[RunOutcome]:
+                       log: Callable[[str], None], wanted: Callable[[str], bool],
+                       run_log_dir: Path | None = None) -> list[RunOutcome]:
     """Generate the cohort (and everything downstream) of each study that waited for a model approved since."""
     from assets.synthesis import approved_while_waiting, synthetic_cohort
 
@@ -184,10 +304,10 @@ def _generate_approved(defs: dg.Definitions, instance: dg.DagsterInstance, job: 
     outcomes = []
     for partition, model_id in waiting.items():
         log(f"  {partition}: model {model_id} was approved: generating the synthetic cohort")
-        res = generate.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
-                                          tags={"trialsynth/approved_model": model_id})
+        res, log_path = _run_in_process(generate, instance, log, run_log_dir, partition_key=partition,
+                                        tags={"trialsynth/approved_model": model_id})
         outcomes.append(RunOutcome(partition, "SUCCESS" if res.success else "FAILURE", res.run_id,
-                                   [f"model {model_id} approved: generating", *_run_lines(res)]))
+                                   [f"model {model_id} approved: generating", *_run_lines(res)], log_path=log_path))
     return outcomes
 
 

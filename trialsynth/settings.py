@@ -92,6 +92,9 @@ class ApiSettings(BaseModel):
     dagster_url: str = "http://127.0.0.1:3000/graphql"  # GraphQL endpoint of the deployment's Dagster webserver
     dagster_timeout_s: float = Field(default=5.0, gt=0)
     store_url: str = ""  # SQLAlchemy URL of the API store (jobs, idempotency keys); empty = SQLite under the lake
+    # Base URL browsers reach the API at: the evidence report links on Dagster's asset pages point here
+    # (trialsynth/api/report_links.py); the default is `trialsynth api serve`'s address.
+    public_url: str = "http://127.0.0.1:8000"
 
     @field_validator("cors_origins")
     @classmethod

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from infra.stack.procs import HOST, StackError, free_port, require_free, wait_until
 
@@ -212,10 +213,12 @@ def _can_connect(port: int, password: str) -> bool:
         return False
 
 
-def stop_postgres(directory: Path) -> bool:
-    """Stop the cluster in ``directory`` (fast shutdown); False when it was not running."""
+def stop_postgres(directory: Path, mode: Literal["fast", "immediate"] = "fast") -> bool:
+    """Stop the cluster in ``directory``; False when it was not running. ``fast``: a clean shutdown;
+    ``immediate``: what a crash does (no checkpoint, clients cut at once; recovery at the next start),
+    for outage tests."""
     data = Path(directory).resolve() / "data"
     if running_port(data) is None:
         return False
-    _run([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], "PostgreSQL stop")
+    _run([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"], "PostgreSQL stop")
     return True

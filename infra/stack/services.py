@@ -5,9 +5,9 @@ tests/stack_fixtures.py); :func:`start_all` runs them, then writes beside them:
 
 - ``ports.env``: the port of each service (``TRIALSYNTH_STACK_*_PORT=...``);
 - ``trialsynth.yaml``: the settings that point trialsynth at this stack (no secrets: they are named
-  by env var);
-- ``stack.env`` (mode 0600): ``export`` lines for those env vars and ``TRIALSYNTH_CONFIG``, to
-  ``source`` before running trialsynth on the stack;
+  by env var), with its own ``data/`` (the lake stays on local disk) and ``dagster_home/``;
+- ``stack.env`` (mode 0600): ``export`` lines for those env vars, ``TRIALSYNTH_CONFIG`` and
+  ``DAGSTER_HOME``, to ``source`` before running trialsynth on the stack (``make demo-stack`` does);
 - ``pgpass`` (mode 0600): libpq's password file, for URLs without a password (the model registry).
 
 The registry database gets row-level security (:func:`trialsynth.tenancy.apply_row_level_security`:
@@ -65,10 +65,22 @@ class Stack:
     def env_path(self) -> Path:
         return self.state / "stack.env"
 
+    @property
+    def data_dir(self) -> Path:
+        return self.state / "data"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.state / "dagster_home"
+
     def settings(self) -> dict:
         """The trialsynth settings (a ``trialsynth.yaml`` mapping) for this stack."""
         pg, s3, ch = self.postgres, self.seaweedfs, self.clickhouse
         return {
+            # The lake (landing, raw zone, bronze, analytics files) stays on local disk, in the stack's own
+            # folder so the embedded default's data/ and .dagster_home are never mixed with the stack's.
+            "data_dir": str(self.data_dir),
+            "dagster_home": str(self.dagster_home),
             "dagster_storage": "postgres",
             "postgres": {"host": pg.host, "port": pg.port, "user": pg.user, "db": "dagster", "password_env": PG_PASSWORD_ENV},
             "registry_url": pg.url("registry", user=APP_ROLE),
@@ -141,7 +153,9 @@ def start_all(state: Path = DEFAULT_STATE, postgres_port: int | None = None, s3_
     stack.config_path.write_text("# written by `make stack-up`: trialsynth on the local stack (secrets come from "
                                  "the env vars named here; `source .stack/stack.env`)\n"
                                  + yaml.safe_dump(stack.settings(), sort_keys=False))
-    _secret_file(stack.env_path, "".join(f"export {k}='{v}'\n" for k, v in stack.environment().items()))
+    # DAGSTER_HOME too, for shells (`make ui` keeps an exported one): Dagster's convention wins over the settings.
+    _secret_file(stack.env_path, "".join(f"export {k}='{v}'\n" for k, v in
+                                         {**stack.environment(), "DAGSTER_HOME": str(stack.dagster_home)}.items()))
     _secret_file(state / "pgpass", "".join(f"{pg.host}:{pg.port}:{db}:{pg.user}:{pg.password}\n" for db in pg.databases)
                  + f"{pg.host}:{pg.port}:registry:{APP_ROLE}:{pg.app_password}\n")
     log(f"settings    {stack.config_path}; run trialsynth on the stack with `source {stack.env_path}`")

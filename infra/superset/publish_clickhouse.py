@@ -1,16 +1,19 @@
-"""Publish the marts to Superset on ClickHouse (``warehouse.target: clickhouse``): views in a
-serving database beside dbt's, holding what the DuckDB serving file holds (infra/superset/publish.py)
-but live, so every dbt build (one REPLACE PARTITION per tenant/study) shows at once and nothing is
-copied:
+"""Publish the marts to Superset on ClickHouse (``warehouse.target: clickhouse``): a serving
+database beside dbt's, holding what the DuckDB serving file holds (infra/superset/publish.py):
 
-* ``<db>_serving.mart_*``: every mart of ``<db>``, the columns the dashboards spec declares cast to
-  the declared type (as Nullable ClickHouse types), a declared column the mart lacks as NULL, a
-  declared mart ``<db>`` lacks as an empty view of the declared columns (so no chart errors; the
-  next publish points it at the mart once dbt built it);
-* ``serving_study_sites`` and ``serving_dashboard_availability``: views computing the same rows as
-  the DuckDB serving tables (:func:`infra.superset.publish.availability_select`).
+* ``<db>_serving.mart_*``: views of every mart of ``<db>``, so every dbt build (one REPLACE
+  PARTITION per tenant/study) shows at once and nothing is copied; the columns the dashboards spec
+  declares are cast to the declared type (as Nullable ClickHouse types), a declared column the mart
+  lacks is NULL, a declared mart ``<db>`` lacks is an empty view of the declared columns (so no chart
+  errors; the next publish points it at the mart once dbt built it);
+* ``serving_study_sites`` and ``serving_dashboard_availability``: tables of the same rows as the
+  DuckDB serving tables (:func:`infra.superset.publish.availability_select`), computed at publish:
+  as live views they read every mart about twenty times per query (~2 s a chart on the chDB
+  stand-in, against ~60 ms for a table; benchmarks/results/stack.md).
 
-Each view is replaced atomically (``CREATE OR REPLACE VIEW``). Run:
+Views are replaced with ``CREATE OR REPLACE VIEW``, tables built aside and swapped in with
+``EXCHANGE TABLES``: Superset never sees a missing or half-built object. Run after dbt builds that
+add a study or a mart (``run_superset.sh`` runs it at every start):
 ``python -m infra.superset.publish_clickhouse`` (the warehouse from ``$TRIALSYNTH_SUPERSET_WAREHOUSE``
 or trialsynth's settings, see :mod:`infra.superset.warehouse`).
 """
@@ -49,11 +52,13 @@ def _literal(text: str) -> str:
 class ClickHousePublishReport:
     database: str
     views: dict[str, str] = field(default_factory=dict)  # view -> what it reads
+    tables: dict[str, str] = field(default_factory=dict)  # table computed at publish -> from what
     placeholders: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"published {len(self.views)} views in ClickHouse database {self.database}"]
-        out += [f"  {v}: {source}" for v, source in sorted(self.views.items())]
+        out = [f"published {len(self.views)} views and {len(self.tables)} tables in ClickHouse database {self.database}"]
+        out += [f"  {v}: view of {source}" for v, source in sorted(self.views.items())]
+        out += [f"  {t}: table of {source}" for t, source in sorted(self.tables.items())]
         out += [f"  {m}: not in the warehouse yet, empty view" for m in self.placeholders]
         return out
 
@@ -84,6 +89,20 @@ def publish_clickhouse(client, warehouse: ServedWarehouse, spec: Spec | None = N
         client.command(f"CREATE OR REPLACE VIEW {_q(serving)}.{_q(name)} AS {select}")
         report.views[name] = what
 
+    def table(name: str, select: str, what: str) -> None:
+        target, new = f"{_q(serving)}.{_q(name)}", f"{_q(serving)}.{_q(name + '__new')}"
+        client.command(f"DROP TABLE IF EXISTS {new}")
+        client.command(f"CREATE TABLE {new} ENGINE = MergeTree ORDER BY tuple() AS {select}")
+        engine = client.query("SELECT engine FROM system.tables WHERE database = {db:String} AND name = {name:String}",
+                              parameters={"db": serving, "name": name}).result_rows
+        if engine and engine[0][0] == "MergeTree":
+            client.command(f"EXCHANGE TABLES {new} AND {target}")
+            client.command(f"DROP TABLE {new}")
+        else:  # first publish
+            client.command(f"DROP TABLE IF EXISTS {target}")
+            client.command(f"RENAME TABLE {new} TO {target}")
+        report.tables[name] = what
+
     marts = [n for n, ds in spec.datasets.items() if not ds.serving] + sorted(set(columns) - set(spec.datasets))
     served: dict[str, set[str]] = {}
     for name in marts:
@@ -98,12 +117,12 @@ def publish_clickhouse(client, warehouse: ServedWarehouse, spec: Spec | None = N
     with_sites = [m for m, cols in served.items() if {"tenant_id", "study_id", "site_id"} <= cols]
     sites = " UNION ALL ".join(f"SELECT tenant_id, study_id, CAST(site_id AS Nullable(String)) AS site_id FROM {ref(m)} "
                                "WHERE site_id IS NOT NULL" for m in with_sites)
-    view("serving_study_sites", f"SELECT DISTINCT tenant_id, study_id, site_id FROM ({sites})" if sites else
+    table("serving_study_sites", f"SELECT DISTINCT tenant_id, study_id, site_id FROM ({sites})" if sites else
          _mart_view(None, {}, spec.datasets["serving_study_sites"].columns), "the marts' sites")
     with_studies = [m for m, cols in served.items() if {"tenant_id", "study_id"} <= cols]
     studies = " UNION DISTINCT ".join(f"SELECT tenant_id, study_id FROM {ref(m)}" for m in with_studies)
     available = availability_select(spec, "studies", ref, _literal)
-    view(AVAILABILITY_DATASET, f"WITH studies AS ({studies}) SELECT * FROM ({available})" if studies else
+    table(AVAILABILITY_DATASET, f"WITH studies AS ({studies}) SELECT * FROM ({available})" if studies else
          _mart_view(None, {}, spec.datasets[AVAILABILITY_DATASET].columns), "the marts' studies")
     return report
 

@@ -7,6 +7,7 @@ values are left out of the per-column distances; for categoricals "missing" is a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from itertools import combinations
 from typing import NamedTuple
@@ -295,6 +296,24 @@ MIN_TARGET_SIGNAL = 0.2
 """Least real-data signal for an automatic utility target: 2 AUC - 1 (categorical) or R2 (numeric)."""
 
 
+def _screen_score(x: pd.DataFrame, y: np.ndarray, is_cat: bool, random_state: int | None) -> float:
+    """Mean 3-fold CV score of a small boosting model: macro one-vs-rest AUC or R2."""
+    if not is_cat:
+        model = HistGradientBoostingRegressor(max_iter=25, categorical_features="from_dtype",
+                                              random_state=random_state)
+        return float(np.mean(cross_val_score(model, x, y, cv=3, scoring="r2")))
+    # by hand: a rare class absent from a training fold breaks sklearn's "roc_auc_ovr" scorer
+    scores = []
+    with warnings.catch_warnings():  # a class with 1-2 members cannot be in every fold: expected here
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(StratifiedKFold(3, shuffle=True, random_state=random_state).split(x, y))
+    for fit, test in folds:
+        model = HistGradientBoostingClassifier(max_iter=25, categorical_features="from_dtype",
+                                               random_state=random_state).fit(x.iloc[fit], y[fit])
+        scores.append(_macro_ovr_auc(y[test], model.predict_proba(x.iloc[test]), model.classes_))
+    return float(np.mean(scores))
+
+
 class TargetChoice(NamedTuple):
     """Utility targets and why: ``screen`` has one row per column considered (column, task, score,
     signal, note), best first."""
@@ -339,11 +358,7 @@ def choose_utility_targets(
         features = [c for c in real.columns if c != col]
         (x,) = model_frames([real.loc[keep, features]], [c for c in categorical if c != col])
         y = values[keep].to_numpy()
-        model_cls = HistGradientBoostingClassifier if is_cat else HistGradientBoostingRegressor
-        model = model_cls(max_iter=25, categorical_features="from_dtype", random_state=random_state)
-        scoring = ("roc_auc_ovr" if len(np.unique(y)) > 2 else "roc_auc") if is_cat else "r2"
-        cv = StratifiedKFold(3, shuffle=True, random_state=random_state) if is_cat else 3
-        score = float(np.mean(cross_val_score(model, x, y, cv=cv, scoring=scoring)))
+        score = _screen_score(x, y, is_cat, random_state)
         signal = 2 * score - 1 if is_cat else score
         rows.append({"column": col, "task": "classification" if is_cat else "regression",
                      "score": score, "signal": signal, "note": "AUC" if is_cat else "R2"})

@@ -57,6 +57,7 @@ class PlotData:
     privacy: PrivacyResult
     random_state: int | None
     real_positions: np.ndarray  # row positions, in the real frame given, of the rows of ``real``
+    date_columns: list[str] = field(default_factory=list)  # numeric here, in days since 1970-01-01
 
 
 @dataclass
@@ -383,6 +384,7 @@ def build_evidence_pack(
             privacy=privacy,
             random_state=random_state,
             real_positions=real_rows,
+            date_columns=[c for c in num if pd.api.types.is_datetime64_any_dtype(real[c].dtype)],
         ),
         closest=closest,
     )

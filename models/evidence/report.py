@@ -208,9 +208,9 @@ def _closest_html(pack: EvidencePack, data: PlotData) -> str:
     for pair, real_pos in zip(shown.itertuples(), real_at, strict=True):
         flag = "flag" if pair.nearer_than_holdout_p5 else ""
         rows.append([_cell(f"synthetic row {pair.synthetic_row}"), _cell(pair.distance)]
-                    + [_cell(v) for v in data.synthetic.iloc[pair.synthetic_row][columns]])
+                    + _record_cells(data.synthetic.iloc[pair.synthetic_row], columns, data.date_columns))
         rows.append([_cell(f"real row {pair.real_row}"), _cell("")]
-                    + [_cell(v) for v in data.real.iloc[real_pos][columns]])
+                    + _record_cells(data.real.iloc[real_pos], columns, data.date_columns))
         classes += [flag, f"{flag} pair-end"]
     summary = pack.closest.summary()
     return (f"<p>{summary['flagged_rows']} of {summary['synthetic_rows']} synthetic rows have a closest real "
@@ -218,8 +218,22 @@ def _closest_html(pack: EvidencePack, data: PlotData) -> str:
             f"pairs are shaded. Distance: {html.escape(ENCODING_DESCRIPTION)}. Shown: the "
             f"{len(shown)} closest pairs; all {pack.closest.k} closest records of every synthetic row are in "
             f"{html.escape(str(pack.details.get('closest_records', {}).get('file', 'closest_records.parquet')))}"
-            " beside this report. Dates are in days since 1970-01-01.</p>"
+            " beside this report.</p>"
             + _table(["row", "distance", *columns], rows, classes))
+
+
+def _record_cells(record: pd.Series, columns: list[str], dates: list[str]) -> list[str]:
+    """One record's values: dates as dates, other numbers to 6 significant digits."""
+    cells = []
+    for col in columns:
+        value = record[col]
+        if col in dates and pd.notna(value):
+            value = str((pd.Timestamp(0) + pd.to_timedelta(value, unit="D")).date())
+        elif isinstance(value, float):
+            cells.append(f'<td class="num">{value:.6g}</td>')
+            continue
+        cells.append(_cell(value))
+    return cells
 
 
 def _verdict_html(pack: EvidencePack) -> str:

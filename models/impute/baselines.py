@@ -167,7 +167,8 @@ class MissForestImputer(_SklearnBackedImputer):
 
 
 class KNNBaselineImputer(_SklearnBackedImputer):
-    """k-nearest-neighbour imputation: ``models.impute.knn.FastKNNImputer`` (sklearn ``KNNImputer`` results).
+    """k-nearest-neighbour imputation: ``models.impute.knn.FastKNNImputer`` (sklearn ``KNNImputer``'s results;
+    ties at the k-th donor go to the lower row index, see its module doc).
 
     Parameters
     ----------

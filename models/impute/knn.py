@@ -14,19 +14,20 @@
   (``empty_features="drop"``) or set to 0 (``"zero"``, its ``keep_empty_features=True``); the
   default here is ``"raise"``: a ValueError naming them.
 
-**Ties** (the one documented difference from scikit-learn). When several potential donors are at
-the same distance as the k-th nearest one, only some of them can be donors. Here the donors are the
-first ``n_neighbors`` potential donors in the order (distance, fit-row index): among tied donors the
-lower fit-row index wins, on every machine. scikit-learn takes whichever tied donors
-``np.argpartition`` (introselect, or x86-simd-sort on AVX-512 CPUs) happens to leave in front; that
-order depends on every other distance of the row and, on non-integer data, on the rounding noise of
-its ``|x|^2 + |y|^2 - 2 x.y`` BLAS expansion, which changes with the BLAS thread count and with
-which rows are computed together (on the zero-inflated benchmark table, 221 of 18.4 million
-distances differ between 1 and 2 OpenBLAS threads). Reproducing it would mean recomputing
-scikit-learn's full distance matrix with its chunking, i.e. paying its cost. So the two agree in every cell
-whose k-th and (k+1)-th nearest potential donors are at different distances, and may differ only
-where the k-th place is tied *and* the tied donors hold different values in column j
-(benchmarks/results/knn.md counts such cells on a zero-inflated table).
+**Ties** (where the donors differ from scikit-learn's, besides rounding: last paragraph). When
+several potential donors are at the same distance as the k-th nearest one, only some of them can be
+donors. Here the donors are the first ``n_neighbors`` potential donors in the order (distance,
+fit-row index): among tied donors the lower fit-row index wins, on every machine. scikit-learn takes
+whichever tied donors ``np.argpartition`` (introselect, or x86-simd-sort on AVX-512 CPUs) happens to
+leave in front; that order depends on every other distance of the row and, on non-integer data, on
+the rounding noise of its ``|x|^2 + |y|^2 - 2 x.y`` BLAS expansion, which changes with the BLAS
+thread count and with which rows are computed together (on the zero-inflated benchmark table, 221
+of 18.4 million distances differ between 1 and 2 OpenBLAS threads). Reproducing it would mean
+recomputing scikit-learn's full distance matrix with its chunking, i.e. paying its cost. So,
+rounding aside, the two agree in every cell whose k-th and (k+1)-th nearest potential donors are at
+different distances, and differ only where the k-th place is tied *and* the tied donors hold
+different values in column j (on the zero-inflated table of benchmarks/results/knn.md: 1,938 of
+52,327 cells).
 
 Why it is fast without an n x n matrix (scikit-learn ranks every potential donor for every
 missing cell with ``np.argpartition``): query rows go through in blocks, spread over threads.
@@ -36,20 +37,21 @@ and subtracted inside the product); the few dozen smallest bounds per row are ke
 then ``torch.topk``). Exact float64 distances are computed for these candidates only, and each
 missing cell takes the ``n_neighbors`` first candidates in (distance, index) order that observe its
 column. That is provably the answer when the k-th donor is strictly closer than the bound of every
-non-candidate. For the other cells (a crowd of tied or near-tied donors larger than the candidate
-list, as on zero-inflated data, or too few candidates observing the column) the search widens, for
-that row only, to every fit row whose bound does not exceed the k-th candidate's distance (every
-fit row when the column had too few candidates), and decides again. Memory is
-O(block_size x n_fit_rows).
+non-candidate. The other cells are decided again on a wider set: a crowd of tied or near-tied donors
+larger than the candidate list (the usual case on zero-inflated data) widens, for that row only, to
+every fit row whose bound does not exceed the k-th candidate's distance; too few candidates observing
+the column widens to every fit row observing it. Memory is O(block_size x n_fit_rows).
 
 Exact distances are summed coordinate by coordinate instead of scikit-learn's expansion, which
 loses digits when a distance is small against the norms (pairs sharing one or two coordinates,
 duplicate rows: it returns e.g. 1.1149070e-4 for an exact 1.1149073e-4, or 1e-8 for an exact 0).
-Apart from ties, outputs agree to 1e-9 except where such rounding changes scikit-learn's result
-(donor order between near-equal distances, or the 1/distance weights of tiny distances); on
-integer-valued data both are exact and agree bit for bit in every cell without a tie at the k-th
-place. Computation is in float64 whatever the input dtype; summation order is fixed, so results do
-not depend on the machine, the thread count or the block size.
+Apart from ties, outputs agree to 1e-9 except where such rounding changes scikit-learn's result:
+donor order between near-equal distances, and with ``weights="distance"`` the 1/distance weights of
+zero or tiny distances (duplicated records: scikit-learn turns an exact 0 into a tiny positive
+distance, so its zero-distance donors no longer share the weight equally; 835 more of the 52,327
+cells on that table). On integer-valued data both are exact and agree bit for bit in every cell
+without a tie at the k-th place. Computation is in float64 whatever the input dtype; summation order
+is fixed, so results do not depend on the machine, the thread count or the block size.
 """
 
 from __future__ import annotations

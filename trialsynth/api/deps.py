@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -36,6 +36,7 @@ class ApiContext:
     jobs: JobService
     telemetry: Telemetry
     registry: ModelRegistry
+    recent_power: dict[str, str] = field(default_factory=dict)  # digest -> analytic report (routers/simulate.py)
 
     @contextmanager
     def quota(self, tenant: str) -> Iterator[None]:
@@ -49,7 +50,7 @@ class ApiContext:
             raise
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:  # async: no thread hop for a lookup
     return request.app.state.ctx
 
 
@@ -58,7 +59,7 @@ _bearer = HTTPBearer(auto_error=False, description="JWT with the claims sub, ten
 
 async def principal(request: Request, _credentials: Annotated[Any, Depends(_bearer)] = None) -> Principal:
     """The verified caller; its tenant scopes everything the request can see. Rate-limited per tenant."""
-    ctx = get_ctx(request)
+    ctx: ApiContext = request.app.state.ctx
     caller = ctx.verifier.verify(request.headers.get("authorization"))
     request.scope.setdefault("state", {})["tenant"] = caller.tenant
     tenant_var.set(caller.tenant)
@@ -87,7 +88,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for s in sorted(set(statuses) | set(common))}
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """A query parameter the route does not define is an error (a typo must not be ignored silently)."""
     route = request.scope.get("route")
     known = {param.alias for param in getattr(getattr(route, "dependant", None), "query_params", [])}

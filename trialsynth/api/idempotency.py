@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from trialsynth.api.problems import IDEMPOTENCY_HEADER, ProblemError, field_error
 from trialsynth.api.store import idempotency_table as T
-from trialsynth.api.store import now
+from trialsynth.api.store import now, utc
 from trialsynth.hashing import sha256_json
 
 IN_FLIGHT, DONE, RETRYABLE = "in_flight", "done", "retryable"
@@ -56,20 +56,16 @@ class IdempotencyStore:
 
     def claim(self, tenant: str, key: str, fp: str) -> Claim:
         """Claim ``key`` for a request with fingerprint ``fp`` (see module doc for the answers)."""
-        t = now()
-        with self.engine.begin() as conn:
-            conn.execute(delete(T).where(T.c.tenant == tenant, T.c.key == key, T.c.expires_at < t))
+        resource_id = uuid.uuid4().hex
+        if self._insert(tenant, key, fp, resource_id):  # the common case: a new key, one statement
+            return Claim(resource_id)
+        with self.engine.connect() as conn:
             row = conn.execute(select(T).where(T.c.tenant == tenant, T.c.key == key)).first()
-            if row is None:
-                resource_id = uuid.uuid4().hex
-                try:
-                    conn.execute(insert(T).values(tenant=tenant, key=key, fingerprint=fp, state=IN_FLIGHT,
-                                                  resource_id=resource_id, locked_until=t + timedelta(seconds=LOCK_S),
-                                                  created_at=t, expires_at=t + self.ttl))
-                    return Claim(resource_id)
-                except IntegrityError:  # another request inserted it in between
-                    row = None
-        if row is None:
+        if row is None or utc(row.expires_at) < now():  # expired (or deleted meanwhile): the key is free again
+            with self.engine.begin() as conn:
+                conn.execute(delete(T).where(T.c.tenant == tenant, T.c.key == key, T.c.expires_at < now()))
+            if self._insert(tenant, key, fp, resource_id):
+                return Claim(resource_id)
             with self.engine.connect() as conn:
                 row = conn.execute(select(T).where(T.c.tenant == tenant, T.c.key == key)).first()
         if row.fingerprint != fp:
@@ -87,6 +83,17 @@ class IdempotencyStore:
                                f"a request with {IDEMPOTENCY_HEADER} {key!r} is still being processed; retry later",
                                headers={"Retry-After": "1"})
         return Claim(row.resource_id)
+
+    def _insert(self, tenant: str, key: str, fp: str, resource_id: str) -> bool:
+        t = now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(T).values(tenant=tenant, key=key, fingerprint=fp, state=IN_FLIGHT,
+                                              resource_id=resource_id, locked_until=t + timedelta(seconds=LOCK_S),
+                                              created_at=t, expires_at=t + self.ttl))
+            return True
+        except IntegrityError:
+            return False
 
     def complete(self, tenant: str, key: str, response: Response) -> None:
         headers = {k: v for k, v in response.headers.items() if k in KEPT_HEADERS}

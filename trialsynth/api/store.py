@@ -103,7 +103,10 @@ def open_store(settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        # One connection, shared in turn: request threads queue on the pool (woken at once) instead of
+        # meeting SQLITE_BUSY, whose retry handler sleeps milliseconds at a time. Postgres keeps a real pool.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5}, pool_size=1,
+                               max_overflow=0, pool_timeout=30)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)

@@ -1,7 +1,10 @@
 """``trialsynth demo``: generate a demo drop (and land the CDISC pilot when ../shared has it), let
 the landing sensor pick the drops up, run the study pipeline for each new drop in the persistent
 Dagster instance (so ``make ui`` shows the runs), and print a summary. Idempotent: a drop whose
-content was already ingested successfully is skipped by its run key."""
+content was already ingested successfully is skipped by its run key.
+
+The terminal gets one line per pipeline step and the summary; each run's whole log (Dagster's events
+and the dbt log stream) goes to ``<data dir>/logs/<run id>.log``, whose path the summary prints."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import argparse
 import shutil
 import time
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from trialsynth.settings import PROJECT_ROOT, get_settings
 
@@ -60,16 +65,23 @@ def run(args: argparse.Namespace) -> int:
 
     from trialsynth.runner import process_landing_zone
 
-    print("[2/3] landing sensor -> study pipeline runs")
-    outcomes = process_landing_zone(log=print)
+    logs = settings.data_path / "logs"
+    print(f"[2/3] landing sensor -> study pipeline runs (one line per step; whole logs in {logs})")
+    outcomes = process_landing_zone(log=print, run_log_dir=logs)
     print("[3/3] summary")
     for o in outcomes:
         print(f"  {o.partition_key:<28} {o.status:<8} run {o.run_id or '-'}")
-        if o.summary:
-            for line in o.summary:
-                print(f"      {line}")
+        for line in o.summary:
+            print(f"      {line}")
+        if o.log_path:
+            print(f"      full log: {o.log_path}")
+    wh, lineage, registry = settings.warehouse, settings.lineage, make_url(settings.registry_sqlalchemy_url)
+    warehouse = (f"ClickHouse {wh.clickhouse_host}:{wh.clickhouse_port}, database {wh.clickhouse_database}"
+                 if wh.target == "clickhouse" else settings.warehouse_path)
     print(f"\nfiles:  landing {settings.landing_dir}\n        raw zone {settings.raw_dir}\n"
-          f"        lake (bronze, quarantine, lineage) {settings.lake_dir}\n        warehouse {settings.warehouse_path}")
+          f"        lake (bronze, quarantine, analytics) {settings.lake_dir}\n        warehouse {warehouse}\n"
+          f"        lineage {f'S3 bucket {lineage.s3_bucket}' if lineage.store == 's3' else settings.lake_dir}\n"
+          f"        Dagster storage {settings.dagster_storage}, model registry {registry.render_as_string(hide_password=True)}")
     print(f"Dagster UI: `make ui` then open http://127.0.0.1:3000 (DAGSTER_HOME={home})")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0 if all(o.status != "FAILURE" for o in outcomes) else 1

@@ -25,12 +25,20 @@ def _field_error(exc: ValueError):
     return invalid(f"body.{field}" if field != "body" else "body", detail or str(exc))
 
 
+RECENT_MAX = 1024  # analytic answers kept in the process, in front of the table
+
+
 def cached_report(ctx: ApiContext, body: PowerRequest) -> Response:
-    """The analytic report, from the cache keyed by the canonical request hash when it was asked before."""
+    """The analytic report, from the cache keyed by the canonical request hash when it was asked before
+    (the ``api_power_cache`` table, shared by replicas and restarts, with this process's recent answers
+    in front of it)."""
     digest = sha256_json(body.model_dump(mode="json"))
-    with ctx.engine.connect() as conn:
-        hit = conn.execute(select(C.c.response).where(C.c.request_sha256 == digest)).scalar()
+    hit = ctx.recent_power.get(digest)
+    if hit is None:
+        with ctx.engine.connect() as conn:
+            hit = conn.execute(select(C.c.response).where(C.c.request_sha256 == digest)).scalar()
     if hit is not None:
+        _remember(ctx.recent_power, digest, hit)
         return Response(hit, media_type="application/json", headers={"X-Cache": "hit"})
     try:
         text = canonical_json(power_report(body))
@@ -41,7 +49,14 @@ def cached_report(ctx: ApiContext, body: PowerRequest) -> Response:
             conn.execute(insert(C).values(request_sha256=digest, response=text, created_at=now()))
     except IntegrityError:
         pass  # the same request, computed at the same time
+    _remember(ctx.recent_power, digest, text)
     return Response(text, media_type="application/json", headers={"X-Cache": "miss"})
+
+
+def _remember(recent: dict[str, str], digest: str, text: str) -> None:
+    if digest not in recent and len(recent) >= RECENT_MAX:
+        recent.pop(next(iter(recent)), None)  # the oldest entry (dicts keep insertion order)
+    recent[digest] = text
 
 
 @router.post("/power", response_model=PowerReport, responses={

@@ -1,0 +1,415 @@
+"""A generated study at full size through the whole study pipeline (issue 14): seconds per stage, peak
+memory, how each stage's cost grows with the number of subjects, and (optionally) the dashboards'
+chart p95 on the marts the run built.
+
+Each size runs in a fresh process, data folder and Dagster instance: the demo generator
+(:mod:`trialsynth.demo.generator`) lands a drop of N subjects at ``--sites`` sites and the landing
+sensor's runner (:func:`trialsynth.runner.process_landing_zone`, what ``make demo`` runs) executes the
+whole ``study_pipeline`` job on it: raw zone, bronze validation, study matrix, missingness,
+imputation, synthesis, evidence pack, design, RBQM and every dbt star-schema and mart step. Seconds per
+stage are the run's own step durations (its STEP_SUCCESS events); peak memory is the run process's
+maximum RSS (``getrusage``), dbt's subprocesses reported separately.
+
+Study config (stated in the results): the study's defaults (imputation candidates mean, knn, mice,
+gain x 3 repeats, GAIN 3,000 iterations; CTGAN) take hours at 20,000 subjects on 2 cores, so every size
+runs :data:`FAST_STUDY`: imputation compares mean and KNN once, synthesis is the Gaussian copula.
+
+Reference (speed ratio timed in the same run): the study matrix as the pipeline built it before issue 14,
+rebuilt from bronze by each of its four readers, against one ``study_matrix`` build plus four reads.
+
+    .venv/bin/python benchmarks/bench_full_size.py                         # 1,000, 5,000 and 20,000 subjects
+    .venv/bin/python benchmarks/bench_full_size.py --quick                 # 300 and 1,000 subjects
+    .venv/bin/python benchmarks/bench_full_size.py --sizes 20000 --dashboards --timeout-min 240
+
+Results of every size are kept in ``benchmarks/results/full_size.json`` (a later run of other sizes adds
+to them) and written as ``benchmarks/results/full_size.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "full_size.md"
+RAW = RESULTS.with_suffix(".json")
+TENANT, STUDY = "acme", "ACME-001"  # the dashboards' row-level security shows tenant acme
+MATRIX_READERS = 4  # missingness_profile, imputation_benchmark, imputed_dataset, synthesizer_model
+FAST_STUDY = """\
+# bench_full_size.py: the demo study's settings with fast analytics (the defaults take hours at 20,000)
+seed: 7
+imputation: {candidates: [mean, knn], mechanism: MCAR, rate: 0.2, repeats: 1}
+synthesis: {synthesizer: copula, n: 500, allow_unapproved: true}
+evidence: {target: auto}
+qtl:
+  - {name: discontinuation, kri: discontinuation_rate, limit: 0.25, direction: above}
+  - {name: late CRF entry, kri: late_crf_entry_rate, limit: 0.15, direction: above}
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- one size, in its own process
+
+
+def _step_seconds(instance, run_id: str) -> dict[str, dict]:
+    """Step -> {"seconds", "status"} from the run's step events (finished steps, and running ones)."""
+    import dagster as dg
+
+    steps: dict[str, dict] = {}
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+             dg.DagsterEventType.STEP_SKIPPED}
+    for record in instance.all_logs(run_id, of_type=kinds):
+        event, key = record.dagster_event, record.step_key
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            steps[key] = {"status": "running", "started": record.timestamp}
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+            steps[key] = {"status": "success", "seconds": event.event_specific_data.duration_ms / 1000}
+        else:
+            started = steps.get(key, {}).get("started", record.timestamp)
+            steps[key] = {"status": event.event_type.value.removeprefix("STEP_").lower(),
+                          "seconds": record.timestamp - started}
+    return steps
+
+
+def _matrix_reference(lake) -> dict[str, float]:
+    """Seconds of one study matrix build from bronze and of one read of the materialized one."""
+    from assets.study_data import BRONZE_DOMAINS, build_study_data, load_study_data
+
+    key = f"{TENANT}|{STUDY}"
+    t0 = time.perf_counter()
+    build_study_data(*(lake.read_bronze(key, d) for d in BRONZE_DOMAINS))
+    t1 = time.perf_counter()
+    load_study_data(lake, key)
+    t2 = time.perf_counter()
+    return {"build_s": t1 - t0, "read_s": t2 - t1}
+
+
+def run_child(n: int, sites: int, seed: int, work: Path) -> int:
+    """Generate, land and run one study of ``n`` subjects; write ``work/result.json``."""
+    from orchestration.resources import LakeResource
+    from trialsynth.demo.generator import generate_study, write_drop
+    from trialsynth.runner import process_landing_zone
+    from trialsynth.settings import get_settings
+
+    settings = get_settings()
+    t0 = time.perf_counter()
+    tables = generate_study(TENANT, STUDY, n_subjects=n, n_sites=sites, seed=seed)
+    write_drop(tables, settings.landing_dir, TENANT, STUDY)
+    generated = time.perf_counter() - t0
+    rows = {name: len(frame) for name, frame in tables.items()}
+    del tables
+    log(f"[{n:,}] drop written in {generated:.0f} s ({sum(rows.values()):,} rows); running the pipeline")
+    t0 = time.perf_counter()
+    (outcome,) = process_landing_zone(log=log, run_log_dir=settings.data_path / "logs")
+    pipeline = time.perf_counter() - t0
+    import dagster as dg
+
+    steps = _step_seconds(dg.DagsterInstance.get(), outcome.run_id)
+    usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {
+        "subjects": n, "sites": sites, "seed": seed, "status": outcome.status, "run_id": outcome.run_id,
+        "summary": outcome.summary, "rows": rows, "generate_s": generated, "pipeline_s": pipeline, "steps": steps,
+        "peak_rss_mb": usage.ru_maxrss / 1024, "dbt_peak_rss_mb": children.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime, "dbt_cpu_s": children.ru_utime + children.ru_stime,
+        "matrix_reference": _matrix_reference(LakeResource()) if outcome.status == "SUCCESS" else None,
+        "warehouse": str(settings.warehouse_path),
+    }
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+    return 0 if outcome.status == "SUCCESS" else 1
+
+
+# ---------------------------------------------------------------- definitions load (issue 14)
+
+LOAD_PROBES = {
+    "definitions now": "import orchestration.definitions",
+    "definitions now, jsonschema's rfc3987_syntax imported first": "import jsonschema; import orchestration.definitions",
+    "dagster alone": "import dagster",
+    "dagster + dagster-dbt (rfc3987_syntax kept out)":
+        "import sys; sys.modules['rfc3987_syntax'] = None; import dagster, dagster_dbt",
+}
+
+
+def _cpu_of(code: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(CPU seconds user + system, wall seconds) of ``python -c code`` in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True, capture_output=True, timeout=600)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def _baseline_tree(commit: str) -> Path:
+    """The repository at ``commit`` in a temp dir, with today's parsed dbt manifest (fresh), so its
+    definitions load is timed without a parse, as the working tree's."""
+    tree = Path(tempfile.mkdtemp(prefix="bench-defs-"))
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    manifest = tree / "dbt_project" / "target" / "manifest.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "dbt_project" / "target" / "manifest.json", manifest)
+    return tree
+
+
+def definitions_load(repeats: int, baseline: str | None) -> dict:
+    """CPU and wall seconds of the probes (interleaved, ``repeats`` rounds) and of ``baseline``'s
+    definitions (a commit before issue 14), with the load average around them."""
+    probes = dict(LOAD_PROBES)
+    cwd = {name: ROOT for name in probes}
+    env = {name: None for name in probes}
+    tree = _baseline_tree(baseline) if baseline else None
+    if tree is not None:
+        name = f"definitions at {baseline} (before)"
+        probes[name], cwd[name] = "import orchestration.definitions", tree
+        env[name] = {**os.environ, "PYTHONPATH": str(tree), "TRIALSYNTH_DATA_DIR": str(tree / "data")}
+    load_before, runs = os.getloadavg(), {name: [] for name in probes}
+    try:
+        for _ in range(repeats):
+            for name, code in probes.items():
+                runs[name].append(_cpu_of(code, cwd[name], env[name]))
+    finally:
+        if tree is not None:
+            shutil.rmtree(tree, ignore_errors=True)
+    return {"repeats": repeats, "load_before": load_before, "load_after": os.getloadavg(), "runs": runs,
+            "date": dt.date.today().isoformat()}
+
+
+def _definitions_markdown(d: dict) -> list[str]:
+    lines = ["", "## Definitions load", "",
+             f"`import orchestration.definitions` and its parts, each in a fresh process, {d['repeats']} interleaved "
+             f"rounds ({d['date']}, load average {d['load_before'][0]:.1f} before, {d['load_after'][0]:.1f} after, on "
+             f"{os.cpu_count()} cores: CPU seconds are the robust figure on a shared machine, wall seconds include "
+             "waiting for a core). Budget: 3 s of CPU (tests/test_definitions_load.py).", "",
+             "| probe | CPU s (median) | CPU s (min) | wall s (median) |", "|---|---|---|---|"]
+    for name, runs in d["runs"].items():
+        cpu, wall = sorted(c for c, _ in runs), sorted(w for _, w in runs)
+        lines.append(f"| {name} | {cpu[len(cpu) // 2]:.2f} | {cpu[0]:.2f} | {wall[len(wall) // 2]:.1f} |")
+    return lines
+
+
+# ---------------------------------------------------------------- the parent: sizes, timeouts, report
+
+
+def _child_env(work: Path) -> dict[str, str]:
+    studies = work / "studies"
+    studies.mkdir(parents=True, exist_ok=True)
+    (studies / f"{STUDY}.yaml").write_text(FAST_STUDY)
+    return {**os.environ, "TRIALSYNTH_DATA_DIR": str(work / "data"), "TRIALSYNTH_DAGSTER_HOME": str(work / "dagster_home"),
+            "DAGSTER_HOME": str(work / "dagster_home"), "TRIALSYNTH_STUDIES_DIR": str(studies),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def _partial(work: Path, n: int, sites: int, seed: int, waited: float) -> dict:
+    """What a size that ran out of time finished: its steps so far, read from its Dagster instance."""
+    env = _child_env(work)
+    code = ("import json, sys, dagster as dg\n"
+            f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r})\n"
+            "from bench_full_size import _step_seconds\n"
+            "i = dg.DagsterInstance.get()\n"
+            "runs = i.get_runs(limit=1)\n"
+            "print(json.dumps(_step_seconds(i, runs[0].run_id) if runs else {}))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    steps = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else {}
+    return {"subjects": n, "sites": sites, "seed": seed, "status": "TIMEOUT", "pipeline_s": waited, "steps": steps}
+
+
+def run_size(n: int, sites: int, seed: int, timeout_s: float, keep: Path | None) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-full-{n}-", dir=keep))
+    env = _child_env(work)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--sites", str(sites), "--seed", str(seed),
+           "--work", str(work)]
+    load_before = os.getloadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    try:
+        proc.wait(timeout=timeout_s)
+        result = json.loads((work / "result.json").read_text())
+    except subprocess.TimeoutExpired:
+        log(f"[{n:,}] out of time after {timeout_s / 60:.0f} min: stopping it and keeping the steps it finished")
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        result = _partial(work, n, sites, seed, time.perf_counter() - t0)
+    except FileNotFoundError:
+        result = {"subjects": n, "sites": sites, "seed": seed, "status": f"ERROR (exit {proc.returncode})", "steps": {}}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.update(wall_s=time.perf_counter() - t0, load_before=load_before, load_after=os.getloadavg(),
+                  total_cpu_s=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                  work=str(work), date=dt.date.today().isoformat())
+    return result
+
+
+def growth_exponent(n1: int, t1: float, n2: int, t2: float) -> float | None:
+    """b in t ~ n^b between two sizes (None when a time is ~0: nothing to compare)."""
+    if min(t1, t2) < 0.05:
+        return None
+    return math.log(t2 / t1) / math.log(n2 / n1)
+
+
+def _dashboards(warehouse: Path, reps: int) -> dict:
+    """p95 of every dashboard chart on ``warehouse`` (bench_dashboards.py's harness, same Superset setup)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_dashboards import _time_charts, running_superset
+
+    base = Path(tempfile.mkdtemp(prefix="bench-full-dashboards-"))
+    try:
+        target = base / "data" / "warehouse" / "trialsynth.duckdb"
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(warehouse, target)
+        with running_superset(base / "data", base / "home", base / "run_superset.log") as url:
+            rows = _time_charts(url, base / "home", base / "data" / "serving" / "marts.duckdb", reps, log)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {"reps": reps, "charts": rows}
+
+
+def _fmt(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:,.1f}"
+
+
+def markdown(results: list[dict], args_line: str, definitions: dict | None = None) -> str:
+    results = sorted(results, key=lambda r: r["subjects"])
+    sizes = [r["subjects"] for r in results]
+    steps = sorted({s for r in results for s in r.get("steps", {})})
+    finished = [r for r in results if r["status"] == "SUCCESS"]
+    lines = [
+        "# A generated study at full size through the whole pipeline", "",
+        "Rerun: `.venv/bin/python benchmarks/bench_full_size.py --definitions 3 --baseline 5f68122 --timeout-min 240` "
+        f"(all of it; sizes can be run separately, results add up); this file was last written by `{args_line}`  ",
+        f"Date: {max(r['date'] for r in results)}; machine: {os.cpu_count()} CPU cores ({platform.machine()}), "
+        f"Python {platform.python_version()}, shared with other users: the load average (1 min) before/after each "
+        "size is in the table; on a busy machine wall seconds include waiting for a core.", "",
+        "Study: the demo generator at the sizes below, `--sites` sites, seed as listed; landed and run as "
+        "`make demo` runs it (the landing sensor's runner, `study_pipeline` job, every asset and dbt step). "
+        "**Study config: fast analytics** — imputation compares mean and KNN once (defaults: mean, KNN, MICE, GAIN "
+        "x 3 repeats), synthesis is the Gaussian copula (n = 500): the defaults take hours at 20,000 subjects on 2 "
+        "cores.", "",
+        "## Runs", "",
+        "| subjects | sites | status | rows landed | pipeline wall (s) | CPU (s), run process + dbt | peak RSS run process (MB) | "
+        "peak RSS dbt (MB) | load before / after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cpu = f"{r['cpu_s']:,.0f} + {r['dbt_cpu_s']:,.0f}" if "cpu_s" in r else f"{r.get('total_cpu_s', 0):,.0f} (total)"
+        rows = f"{sum(r['rows'].values()):,}" if "rows" in r else "-"
+        peak = f"{r['peak_rss_mb']:,.0f}" if "peak_rss_mb" in r else "-"
+        dbt_peak = f"{r['dbt_peak_rss_mb']:,.0f}" if "dbt_peak_rss_mb" in r else "-"
+        lines.append(f"| {r['subjects']:,} | {r['sites']} | {r['status']} | {rows} | {_fmt(r.get('pipeline_s'))} | "
+                     f"{cpu} | {peak} | {dbt_peak} | {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |")
+    lines += ["", "## Seconds per stage (the run's step durations) and growth", "",
+              "Growth: the exponent b in seconds ~ subjects^b between consecutive sizes (1 = linear, 2 = quadratic; "
+              "about 0 = a fixed cost). A stage that did not finish is marked.", "",
+              "| stage | " + " | ".join(f"{n:,}" for n in sizes) + " | " +
+              " | ".join(f"b {a:,}->{b:,}" for a, b in zip(sizes, sizes[1:], strict=False)) + " |",
+              "|---|" + "---|" * (len(sizes) + max(0, len(sizes) - 1))]
+    for step in steps:
+        cells, times = [], []
+        for r in results:
+            s = r.get("steps", {}).get(step)
+            t = s.get("seconds") if s else None
+            cells.append(_fmt(t) + ("" if not s or s["status"] == "success" else f" ({s['status']})"))
+            times.append(t if s and s["status"] == "success" else None)
+        exps = [growth_exponent(a, ta, b, tb) if ta is not None and tb is not None else None
+                for (a, ta), (b, tb) in zip(zip(sizes, times, strict=True), list(zip(sizes, times, strict=True))[1:],
+                                            strict=False)]
+        lines.append(f"| {step} | " + " | ".join(cells) + " | " + " | ".join("-" if e is None else f"{e:.2f}" for e in exps) + " |")
+    with_ref = [r for r in finished if r.get("matrix_reference")]
+    if with_ref:
+        lines += ["", "## The study matrix: built once, read four times", "",
+                  f"Reference: before issue 14 each of the {MATRIX_READERS} readers (missingness_profile, imputation_benchmark, "
+                  "imputed_dataset, synthesizer_model) rebuilt the subject x visit matrix from bronze; now the "
+                  "`study_matrix` asset builds it once and each reader reads its Parquet files. Timed in the same run, "
+                  "after the pipeline:", "",
+                  "| subjects | one build (s) | one read (s) | before: 4 builds (s) | now: 1 build + 4 reads (s) | speed-up |",
+                  "|---|---|---|---|---|---|"]
+        for r in with_ref:
+            m = r["matrix_reference"]
+            old, new = MATRIX_READERS * m["build_s"], m["build_s"] + MATRIX_READERS * m["read_s"]
+            lines.append(f"| {r['subjects']:,} | {m['build_s']:.2f} | {m['read_s']:.3f} | {old:.2f} | {new:.2f} | {old / new:.1f}x |")
+    for r in results:
+        if r.get("dashboards"):
+            charts = r["dashboards"]["charts"]
+            worst = max(charts, key=lambda c: c["p95"])
+            lines += ["", f"## Dashboards on the {r['subjects']:,}-subject marts", "",
+                      f"bench_dashboards.py's harness (Superset as `make superset` runs it, tenant user `acme_viewer`, "
+                      f"`force=true`, {r['dashboards']['reps']} runs per chart) on this run's warehouse. "
+                      f"Worst chart p95: {worst['p95'] * 1000:.0f} ms ({worst['dashboard']} / {worst['chart']}).", "",
+                      "| dashboard | chart | rows | p50 (ms) | p95 (ms) | p95 DuckDB direct (ms) |", "|---|---|---|---|---|---|"]
+            lines += [f"| {c['dashboard']} | {c['chart'].replace('|', '/')} | {c['rows']:,} | {c['p50'] * 1000:.0f} | "
+                      f"{c['p95'] * 1000:.0f} | {c['p95_direct'] * 1000:.1f} |" for c in charts]
+    if definitions:
+        lines += _definitions_markdown(definitions)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="*", default=[1_000, 5_000, 20_000], help="none: no pipeline run")
+    p.add_argument("--sites", type=int, default=60)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="300 and 1,000 subjects")
+    p.add_argument("--timeout-min", type=float, default=180, help="per size; a size out of time keeps its finished steps")
+    p.add_argument("--dashboards", action="store_true", help="time the dashboards on the largest finished size")
+    p.add_argument("--reps", type=int, default=5, help="runs per chart with --dashboards")
+    p.add_argument("--definitions", type=int, default=0, metavar="ROUNDS",
+                   help="time the definitions load (and its parts) this many rounds")
+    p.add_argument("--baseline", help="with --definitions: also time the definitions of this commit (before)")
+    p.add_argument("--keep", type=Path, help="keep each size's data folder under this directory (default: a temp dir, removed)")
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return run_child(args.child, args.sites, args.seed, args.work)
+    sizes = [300, 1_000] if args.quick else args.sizes
+    raw = json.loads(RAW.read_text()) if RAW.exists() else {}
+    raw = {"sizes": raw} if isinstance(raw, list) else raw  # the first format: the sizes only
+    previous = {r["subjects"]: r for r in raw.get("sizes", [])}
+    if args.definitions:
+        log(f"== definitions load, {args.definitions} rounds")
+        raw["definitions_load"] = definitions_load(args.definitions, args.baseline)
+    keep = args.keep.resolve() if args.keep else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        log(f"== {n:,} subjects, {args.sites} sites (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        result = run_size(n, args.sites, args.seed, args.timeout_min * 60, keep)
+        log(f"[{n:,}] {result['status']} in {result['wall_s']:.0f} s")
+        previous[n] = result
+    largest = max((r for r in previous.values() if r["status"] == "SUCCESS" and Path(r.get("warehouse", "")).exists()),
+                  key=lambda r: r["subjects"], default=None)
+    if args.dashboards and largest is not None:
+        largest["dashboards"] = _dashboards(Path(largest["warehouse"]), args.reps)
+    for r in previous.values():
+        if not keep and r.get("work") and Path(r["work"]).exists() and r["subjects"] in sizes:
+            shutil.rmtree(r["work"], ignore_errors=True)
+    raw["sizes"] = sorted(previous.values(), key=lambda r: r["subjects"])
+    RAW.parent.mkdir(parents=True, exist_ok=True)
+    RAW.write_text(json.dumps(raw, indent=1, default=str))
+    line = ".venv/bin/python benchmarks/bench_full_size.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    RESULTS.write_text(markdown(raw["sizes"], line.strip(), raw.get("definitions_load")))
+    log(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
