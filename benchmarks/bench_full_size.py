@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,6 +88,74 @@ def _step_seconds(instance, run_id: str) -> dict[str, dict]:
     return steps
 
 
+def _cpu_now() -> float:
+    """CPU seconds of this process and its finished children (dbt's processes are waited for by their step)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _record_step_cpu(cpu: dict[str, float]) -> None:
+    """Make the runner's step-line handler also note each step's CPU seconds in ``cpu``: the in-process
+    executor runs one step at a time, so the CPU between a step's start and end events is that step's."""
+    import dagster as dg
+
+    from trialsynth import runner
+
+    started: dict[str, float] = {}
+
+    class StepCPU(runner._StepLines):
+        def emit(self, record):
+            event = getattr(record, "dagster_meta", {}).get("dagster_event")
+            if event is not None and event.event_type == dg.DagsterEventType.STEP_START:
+                started[event.step_key] = _cpu_now()
+            elif event is not None and event.event_type in runner.STEP_LINES and event.step_key in started:
+                cpu[event.step_key] = _cpu_now() - started[event.step_key]
+            super().emit(record)
+
+    runner._StepLines = StepCPU
+
+
+class _PeakRSS(threading.Thread):
+    """Peak resident memory of this process and all its descendants together, sampled every 0.5 s.
+    Read from /proc by hand: psutil is not a dependency, and getrusage's ru_maxrss of children is the
+    parent's size at fork (dbt is started by fork + exec), not dbt's."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb, self._stop = 0.0, threading.Event()
+
+    @staticmethod
+    def _tree_rss_mb() -> float:
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parents[int(stat.parent.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        tree, frontier = {os.getpid()}, [os.getpid()]
+        while frontier:
+            children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree]
+            tree.update(children)
+            frontier = children
+        pages = 0
+        for pid in tree:
+            try:
+                pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak_mb = max(self.peak_mb, self._tree_rss_mb())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self.join()
+        return self.peak_mb
+
+
 def _matrix_reference(lake) -> dict[str, float]:
     """Seconds of one study matrix build from bronze and of one read of the materialized one."""
     from assets.study_data import BRONZE_DOMAINS, build_study_data, load_study_data
@@ -115,17 +184,24 @@ def run_child(n: int, sites: int, seed: int, work: Path) -> int:
     rows = {name: len(frame) for name, frame in tables.items()}
     del tables
     log(f"[{n:,}] drop written in {generated:.0f} s ({sum(rows.values()):,} rows); running the pipeline")
+    step_cpu: dict[str, float] = {}
+    _record_step_cpu(step_cpu)
+    sampler = _PeakRSS()
+    sampler.start()
     t0 = time.perf_counter()
     (outcome,) = process_landing_zone(log=log, run_log_dir=settings.data_path / "logs")
     pipeline = time.perf_counter() - t0
+    peak_tree_mb = sampler.stop()
     import dagster as dg
 
     steps = _step_seconds(dg.DagsterInstance.get(), outcome.run_id)
+    for key, cpu in step_cpu.items():
+        steps.setdefault(key, {})["cpu_s"] = cpu
     usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {
         "subjects": n, "sites": sites, "seed": seed, "status": outcome.status, "run_id": outcome.run_id,
         "summary": outcome.summary, "rows": rows, "generate_s": generated, "pipeline_s": pipeline, "steps": steps,
-        "peak_rss_mb": usage.ru_maxrss / 1024, "dbt_peak_rss_mb": children.ru_maxrss / 1024,
+        "peak_rss_mb": usage.ru_maxrss / 1024, "peak_tree_rss_mb": peak_tree_mb,
         "cpu_s": usage.ru_utime + usage.ru_stime, "dbt_cpu_s": children.ru_utime + children.ru_stime,
         "matrix_reference": _matrix_reference(LakeResource()) if outcome.status == "SUCCESS" else None,
         "warehouse": str(settings.warehouse_path),
@@ -305,34 +381,41 @@ def markdown(results: list[dict], args_line: str, definitions: dict | None = Non
         "x 3 repeats), synthesis is the Gaussian copula (n = 500): the defaults take hours at 20,000 subjects on 2 "
         "cores.", "",
         "## Runs", "",
-        "| subjects | sites | status | rows landed | pipeline wall (s) | CPU (s), run process + dbt | peak RSS run process (MB) | "
-        "peak RSS dbt (MB) | load before / after |",
+        "| subjects | sites | status | rows landed | pipeline wall (s) | CPU (s): run process + dbt | "
+        "peak RSS, run process (MB) | peak RSS, run + dbt processes (MB) | load before / after |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cpu = f"{r['cpu_s']:,.0f} + {r['dbt_cpu_s']:,.0f}" if "cpu_s" in r else f"{r.get('total_cpu_s', 0):,.0f} (total)"
         rows = f"{sum(r['rows'].values()):,}" if "rows" in r else "-"
         peak = f"{r['peak_rss_mb']:,.0f}" if "peak_rss_mb" in r else "-"
-        dbt_peak = f"{r['dbt_peak_rss_mb']:,.0f}" if "dbt_peak_rss_mb" in r else "-"
+        tree = f"{r['peak_tree_rss_mb']:,.0f}" if "peak_tree_rss_mb" in r else "-"
         lines.append(f"| {r['subjects']:,} | {r['sites']} | {r['status']} | {rows} | {_fmt(r.get('pipeline_s'))} | "
-                     f"{cpu} | {peak} | {dbt_peak} | {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |")
-    lines += ["", "## Seconds per stage (the run's step durations) and growth", "",
-              "Growth: the exponent b in seconds ~ subjects^b between consecutive sizes (1 = linear, 2 = quadratic; "
-              "about 0 = a fixed cost). A stage that did not finish is marked.", "",
-              "| stage | " + " | ".join(f"{n:,}" for n in sizes) + " | " +
-              " | ".join(f"b {a:,}->{b:,}" for a, b in zip(sizes, sizes[1:], strict=False)) + " |",
-              "|---|" + "---|" * (len(sizes) + max(0, len(sizes) - 1))]
+                     f"{cpu} | {peak} | {tree} | {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |")
+    pairs = list(zip(sizes, sizes[1:], strict=False))
+    lines += ["", "## Seconds per stage and how they grow", "",
+              "Per stage: CPU seconds (the run process between the step's start and end events, dbt's processes "
+              "included; the in-process executor runs one step at a time) and wall seconds (the step's duration in "
+              "Dagster; on a shared machine it includes waiting for a core). Growth: the exponent b in CPU ~ "
+              "subjects^b between consecutive sizes (1 = linear, 2 = quadratic, about 0 = a fixed cost). A stage "
+              "that did not finish is marked.", "",
+              "| stage | " + " | ".join(f"CPU s {n:,}" for n in sizes) + " | " + " | ".join(f"wall s {n:,}" for n in sizes)
+              + "".join(f" | b {a:,}->{b:,}" for a, b in pairs) + " |",
+              "|---|" + "---|" * (2 * len(sizes) + len(pairs))]
     for step in steps:
-        cells, times = [], []
+        cpu_cells, wall_cells, cpus = [], [], []
         for r in results:
-            s = r.get("steps", {}).get(step)
-            t = s.get("seconds") if s else None
-            cells.append(_fmt(t) + ("" if not s or s["status"] == "success" else f" ({s['status']})"))
-            times.append(t if s and s["status"] == "success" else None)
-        exps = [growth_exponent(a, ta, b, tb) if ta is not None and tb is not None else None
-                for (a, ta), (b, tb) in zip(zip(sizes, times, strict=True), list(zip(sizes, times, strict=True))[1:],
-                                            strict=False)]
-        lines.append(f"| {step} | " + " | ".join(cells) + " | " + " | ".join("-" if e is None else f"{e:.2f}" for e in exps) + " |")
+            s = r.get("steps", {}).get(step, {})
+            done = s.get("status") == "success"
+            mark = "" if not s or done else f" ({s.get('status')})"
+            cpu_cells.append(_fmt(s.get("cpu_s")) + mark)
+            wall_cells.append(_fmt(s.get("seconds")) + mark)
+            cpus.append(s.get("cpu_s") if done else None)
+        by_size = dict(zip(sizes, cpus, strict=True))
+        exps = [growth_exponent(a, by_size[a], b, by_size[b]) if by_size[a] is not None and by_size[b] is not None
+                else None for a, b in pairs]
+        lines.append(f"| {step} | " + " | ".join(cpu_cells + wall_cells)
+                     + "".join(" | -" if e is None else f" | {e:.2f}" for e in exps) + " |")
     with_ref = [r for r in finished if r.get("matrix_reference")]
     if with_ref:
         lines += ["", "## The study matrix: built once, read four times", "",

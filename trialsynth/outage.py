@@ -1,6 +1,6 @@
 """A service of the stack stopping in the middle of a run: name it, and run the drop again once it is back.
 
-The runner (:mod:`trialsynth.runner`) executes each drop's run in its own process. When a configured
+The runner (:mod:`trialsynth.runner`) executes each drop's run in the calling process. When a configured
 service stops answering during the run, either Dagster cannot record the run any more (PostgreSQL
 holding Dagster's storage: the run raises out of the runner and stays STARTED in the storage) or a
 step fails on it (the S3 lineage store, ClickHouse, the registry). :func:`outage_of` recognizes that
@@ -31,8 +31,8 @@ from trialsynth.ingest.drops import DropRecord
 from trialsynth.settings import Settings
 
 NOTES = "_interrupted"  # folder of notes in a study's lake folder: one JSON file per interrupted run key
-# What clients say when the server is not there (psycopg2, SQLAlchemy, dagster-postgres, botocore, urllib3,
-# clickhouse-connect, dbt); an error matching none of them is the run's own failure, not an outage.
+# What clients say when the server is not there (psycopg2, SQLAlchemy, dagster-postgres, botocore, urllib3
+# under clickhouse-connect); an error matching none of them is the run's own failure, not an outage.
 _UNREACHABLE = re.compile(
     r"connection refused|could not connect|failed to establish a new connection|connection reset|"
     r"server closed the connection|too many retries for db connection|connection (?:timed out|aborted)|"
