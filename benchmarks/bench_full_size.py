@@ -122,7 +122,7 @@ class _PeakRSS(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peak_mb, self._stop = 0.0, threading.Event()
+        self.peak_mb, self._halt = 0.0, threading.Event()
 
     @staticmethod
     def _tree_rss_mb() -> float:
@@ -147,11 +147,11 @@ class _PeakRSS(threading.Thread):
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
     def run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._halt.wait(0.5):
             self.peak_mb = max(self.peak_mb, self._tree_rss_mb())
 
     def stop(self) -> float:
-        self._stop.set()
+        self._halt.set()
         self.join()
         return self.peak_mb
 

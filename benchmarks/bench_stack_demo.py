@@ -139,7 +139,11 @@ def main() -> None:
         "registry with row-level security), dbt-clickhouse into the chDB endpoint (a local stand-in for a "
         "ClickHouse server), lineage in SeaweedFS 4.48 under Object Lock; all on this machine. The lake "
         "(landing, raw zone, bronze, analytics files) is on local disk on both targets. A stage is a step of the "
-        "run as Dagster timed it; ratio = stack / embedded (> 1: slower on the stack).",
+        "run as Dagster timed it; ratio = stack / embedded (> 1: slower on the stack). Steps run side by side (Dagster's "
+        "multiprocess executor, one process per core) and on the stack Postgres, SeaweedFS and the ClickHouse endpoint "
+        "share the same cores, so a stage's seconds include waiting for a core: with one run per target, single-stage "
+        "ratios are noisy (a pure-compute stage such as `imputation_benchmark` moves with whatever runs beside it); "
+        "the run's total is the figure to compare.",
         "",
         *stage_table(embedded, on_stack),
     ]

@@ -134,7 +134,9 @@ def check_lineage_store(s: Settings) -> str:
 
     lin = s.lineage
     where = f"s3://{lin.s3_bucket} at {lin.s3_endpoint_url or 'AWS'}"
-    client = boto3.client("s3", endpoint_url=lin.s3_endpoint_url, region_name=os.environ.get("AWS_REGION", "us-east-1"),
+    # A fresh session: boto3's default session keeps the first credentials it resolved in the process.
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=lin.s3_endpoint_url, region_name=os.environ.get("AWS_REGION", "us-east-1"),
                           config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
                                         connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S))
     try:

@@ -252,8 +252,9 @@ def s3_client(endpoint_url: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1",
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    # A fresh session: boto3's default session keeps the first credentials it resolved in the process.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name="us-east-1",
+                                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
 
 
 def open_store(settings: Settings | None = None, signer: LineageSigner | None = None) -> ChainStore:

@@ -74,7 +74,7 @@ class AwsKms(KeyManager):
         if client is None:
             import boto3  # only this backend needs it
 
-            client = boto3.client("kms", region_name=region, endpoint_url=endpoint_url)
+            client = boto3.session.Session().client("kms", region_name=region, endpoint_url=endpoint_url)
         self.client = client
         self.alias_prefix = alias_prefix
 
