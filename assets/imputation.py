@@ -17,6 +17,11 @@ from trialsynth.study_config import ImputationConfig, StudyConfig
 from trialsynth.version import code_version
 
 CHOICE = "imputation/choice.json"
+# Subject-visit rows the imputer comparison runs on: above it, a seeded sample of whole subjects. The
+# held-out RMSE of a few thousand subjects decides between imputers as well as every row would, while
+# the comparison's cost grew faster than quadratically with the rows (KNN on tied values: 5 s of CPU
+# at 30,000 rows, 460 s at 120,000; benchmarks/results/full_size.md).
+BENCHMARK_MAX_ROWS = 20_000
 DONORS = "imputation/donors.parquet"  # KNN fills only: every filled cell's donors (models.impute.fill)
 
 
@@ -45,7 +50,9 @@ class ImputationRunConfig(dg.Config):
     description="Hides observed cells by the one mechanism the study config names (imputation.mechanism: MCAR, "
     "MAR or MNAR; metadata `ran` states the mechanism, rate, repeats, candidates and config file this run used) "
     "at its rate, imputes them with each candidate imputer and scores RMSE on the [0,1] scale (as the GAIN paper), Wasserstein and pre/post deltas over repeats; "
-    "picks the study's imputer by that held-out score and records why it won.",
+    f"picks the study's imputer by that held-out score and records why it won. Studies with more than "
+    f"{BENCHMARK_MAX_ROWS:,} subject-visits are compared on a seeded sample of whole subjects of that size "
+    "(`ran` says so); the chosen imputer fills every row.",
 )
 def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRunConfig, lake: LakeResource,
                          lineage: LineageResource) -> dg.MaterializeResult:
@@ -57,7 +64,11 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
     study_cfg = config.apply(study_cfg)
     cfg = study_cfg.imputation
     data = load_study_data(lake, pk)
-    matrix = data.matrix.where(data.scheduled).reset_index(drop=True)
+    matrix = benchmark_sample(data.matrix.where(data.scheduled), BENCHMARK_MAX_ROWS, study_cfg.seed)
+    sampled = "" if len(matrix) == len(data.matrix) else (
+        f" on a seeded sample of {matrix.index.get_level_values('USUBJID').nunique():,} subjects "
+        f"({len(matrix):,} of {len(data.matrix):,} subject-visits)")
+    matrix = matrix.reset_index(drop=True)
     specs = {name: cfg.params.get(name, {}) for name in cfg.candidates}
     context.log.info(f"comparing {', '.join(specs)} on {matrix.shape[0]} x {matrix.shape[1]} "
                      f"({cfg.mechanism} {cfg.rate:.0%}, {cfg.repeats} repeats)")
@@ -76,7 +87,7 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
                    input_sha256s={"study_config": sha256_file(config_path) if config_path else "defaults"},
                    output_sha256=bench_sha, output_path=bench_path, code_version=code_version(), parameters=choice_doc, seed=study_cfg.seed)
     return dg.MaterializeResult(metadata={
-        "ran": f"{cfg.mechanism} at {cfg.rate:.0%} of observed cells, {cfg.repeats} repeat(s), seed {study_cfg.seed}; "
+        "ran": f"{cfg.mechanism} at {cfg.rate:.0%} of observed cells{sampled}, {cfg.repeats} repeat(s), seed {study_cfg.seed}; "
                f"candidates {', '.join(specs)}; from {config_path or 'the default study config'}",
         "rmse_table": dg.MetadataValue.md(md_table(table.to_dict("records"))),
         "chosen_imputer": choice.name,
@@ -84,6 +95,17 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
         "fills_with": plan.reason,
         "benchmark": dg.MetadataValue.path(str(bench_path)),
     })
+
+
+def benchmark_sample(matrix: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """The rows of a seeded random sample of whole subjects (index level USUBJID) holding at most
+    ``max_rows`` rows; ``matrix`` itself when it is no larger."""
+    if len(matrix) <= max_rows:
+        return matrix
+    subjects = matrix.index.get_level_values("USUBJID")
+    order = np.random.default_rng(seed).permutation(subjects.unique())
+    rows = subjects.value_counts().reindex(order).cumsum().to_numpy()
+    return matrix[subjects.isin(order[: np.searchsorted(rows, max_rows, side="right")])]
 
 
 def imputation_delta(observed: pd.DataFrame, imputed: pd.DataFrame, filled: pd.DataFrame, imputer: str) -> pd.DataFrame:

@@ -163,9 +163,10 @@ def _parse_state(project_dir: Path, target: str, dbt_vars: str) -> Path:
     Every step builds in a target folder of its own (as dagster-dbt does), where dbt finds no state and
     parses the whole project again: about 2 s of CPU on every one of a run's seven dbt steps. dbt
     checks the state it is given (vars, profile, project files, version) and parses in full whenever it
-    no longer fits, so sharing it between steps is safe. One file per target and vars: a state saved
-    with other vars would always be re-parsed."""
-    key = hashlib.sha256(f"{target}\0{dbt_vars}".encode()).hexdigest()[:16]
+    no longer fits, so sharing it between steps is safe. One file per target, vars and profile
+    environment (:func:`dbt_environment`): a state saved with other ones would always be parsed again."""
+    profile = json.dumps(dbt_environment(), sort_keys=True)
+    key = hashlib.sha256(f"{target}\0{dbt_vars}\0{profile}".encode()).hexdigest()[:16]
     return project_dir / "target" / PARSE_STATE / f"{key}.msgpack"
 
 
