@@ -70,8 +70,9 @@ def test_the_terminal_gets_one_line_per_step_and_the_log_goes_to_a_file(demo):
     assert f"full log: {log}" in out and "[3/3] summary" in out
     text = log.read_text()
     assert "START sql" in text and "STEP_SUCCESS" in text
-    # dbt parses the whole project at most once per run: its later steps reuse the parse state
-    assert text.count("Unable to do partial parsing") <= 1
+    # dbt parses the whole project in one step of the run (dbt gives each reason on a line of its own),
+    # the other six dbt steps reuse its parse state
+    assert text.count("Unable to do partial parsing") <= 2
 
 
 def test_no_metadata_value_of_the_run_is_nan_and_every_check_carries_the_partition(demo):
