@@ -10,9 +10,10 @@ imputation, synthesis, evidence pack, design, RBQM and every dbt star-schema and
 stage are the run's own step durations (its STEP_SUCCESS events); peak memory is the run process's
 maximum RSS (``getrusage``), dbt's subprocesses reported separately.
 
-Study config (stated in the results): the study's defaults (imputation candidates mean, knn, mice,
-gain x 3 repeats, GAIN 3,000 iterations; CTGAN) take hours at 20,000 subjects on 2 cores, so every size
-runs :data:`FAST_STUDY`: imputation compares mean and KNN once, synthesis is the Gaussian copula.
+Study config (stated in the results): every size runs :data:`FAST_STUDY` (imputation compares mean and
+KNN once, synthesis is the Gaussian copula) instead of the defaults (mean, KNN, MICE and GAIN x 3
+repeats; CTGAN), which spend many minutes at 20,000 subjects on 2 cores without telling more about how
+the pipeline scales.
 
 Reference (speed ratio timed in the same run): the study matrix as the pipeline built it before issue 14,
 rebuilt from bronze by each of its four readers, against one ``study_matrix`` build plus four reads.
@@ -50,7 +51,7 @@ RAW = RESULTS.with_suffix(".json")
 TENANT, STUDY = "acme", "ACME-001"  # the dashboards' row-level security shows tenant acme
 MATRIX_READERS = 4  # missingness_profile, imputation_benchmark, imputed_dataset, synthesizer_model
 FAST_STUDY = """\
-# bench_full_size.py: the demo study's settings with fast analytics (the defaults take hours at 20,000)
+# bench_full_size.py: the demo study's settings with fast analytics (the defaults spend many minutes at 20,000)
 seed: 7
 imputation: {candidates: [mean, knn], mechanism: MCAR, rate: 0.2, repeats: 1}
 synthesis: {synthesizer: copula, n: 500, allow_unapproved: true}
@@ -181,13 +182,15 @@ def _benchmark_reference(lake) -> dict:
     data = load_study_data(lake, key)
     full = data.matrix.where(data.scheduled)
     out = {}
-    for name, matrix in (("all_rows", full), ("sample", benchmark_sample(full, BENCHMARK_MAX_ROWS, cfg.seed))):
+    sample = benchmark_sample(full, BENCHMARK_MAX_ROWS, cfg.seed)
+    for name, matrix in (("all_rows", full), ("sample", sample)) if sample is not full else (("all_rows", full),):
         specs = {c: cfg.imputation.params.get(c, {}) for c in cfg.imputation.candidates}
         t0 = _cpu_now()
         result = evaluate_imputers(matrix.reset_index(drop=True), specs, mechanism=cfg.imputation.mechanism,
                                    rate=cfg.imputation.rate, repeats=cfg.imputation.repeats, random_state=cfg.seed)
         out[name] = {"rows": len(matrix), "cpu_s": _cpu_now() - t0, "winner": select_imputer(result).name,
                      "rmse": {k: float(v) for k, v in result.table("rmse")["mean"].items()}}
+    out.setdefault("sample", out["all_rows"])  # a study under the cap is compared on every row
     return out
 
 
@@ -386,6 +389,29 @@ def _fmt(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:,.1f}"
 
 
+def _summary(results: list[dict]) -> list[str]:
+    """Findings at the largest size that finished: time, memory, the costliest and fastest-growing stages."""
+    done = [r for r in results if r["status"] == "SUCCESS"]
+    if not done:
+        return ["**No size finished.**", ""]
+    big = done[-1]
+    cpu = {k: v.get("cpu_s", 0) for k, v in big["steps"].items()}
+    top = sorted(cpu, key=cpu.get, reverse=True)[:3]
+    lines = [f"**{big['subjects']:,} subjects, {big['sites']} sites: {big['status']}**, whole pipeline in "
+             f"{big['pipeline_s']:,.0f} s wall, {big['cpu_s'] + big['dbt_cpu_s']:,.0f} s CPU (run process + dbt), peak "
+             f"memory {big.get('peak_tree_rss_mb', big['peak_rss_mb']):,.0f} MB. Costliest stages there (CPU s): "
+             + ", ".join(f"{k} {cpu[k]:.0f}" for k in top) + "."]
+    if len(done) > 1:
+        prev = done[-2]
+        exps = {k: growth_exponent(prev["subjects"], prev["steps"][k]["cpu_s"], big["subjects"], v)
+                for k, v in cpu.items() if prev["steps"].get(k, {}).get("cpu_s") and v}
+        exps = {k: e for k, e in exps.items() if e is not None and cpu[k] >= 1}
+        worst = sorted(exps, key=exps.get, reverse=True)[:3]
+        lines[-1] += (f" Fastest-growing stages from {prev['subjects']:,} to {big['subjects']:,} subjects (exponent b, "
+                      "stages of at least 1 s): " + ", ".join(f"{k} {exps[k]:.2f}" for k in worst) + ".")
+    return [*lines, ""]
+
+
 def _stage_cpu(result: dict, wanted) -> float:
     """CPU seconds of the stages of ``result`` whose names ``wanted`` accepts."""
     return sum(v.get("cpu_s", 0) for k, v in result["steps"].items() if wanted(k))
@@ -403,16 +429,18 @@ def markdown(results: list[dict], args_line: str, definitions: dict | None = Non
     finished = [r for r in results if r["status"] == "SUCCESS"]
     lines = [
         "# A generated study at full size through the whole pipeline", "",
-        "Rerun: `.venv/bin/python benchmarks/bench_full_size.py --definitions 3 --baseline 5f68122 --timeout-min 240` "
+        "Rerun: `.venv/bin/python benchmarks/bench_full_size.py --dashboards --definitions 5 --baseline 5f68122 --timeout-min 240` "
         f"(all of it; sizes can be run separately, results add up); this file was last written by `{args_line}`  ",
         f"Date: {max(r['date'] for r in results)}; machine: {os.cpu_count()} CPU cores ({platform.machine()}), "
         f"Python {platform.python_version()}, shared with other users: the load average (1 min) before/after each "
         "size is in the table; on a busy machine wall seconds include waiting for a core.", "",
         "Study: the demo generator at the sizes below, `--sites` sites, seed as listed; landed and run as "
         "`make demo` runs it (the landing sensor's runner, `study_pipeline` job, every asset and dbt step). "
-        "**Study config: fast analytics** — imputation compares mean and KNN once (defaults: mean, KNN, MICE, GAIN "
-        "x 3 repeats), synthesis is the Gaussian copula (n = 500): the defaults take hours at 20,000 subjects on 2 "
-        "cores.", "",
+        "**Study config: fast analytics** — imputation compares mean and KNN once, synthesis is the Gaussian copula "
+        "(n = 500), instead of the defaults (mean, KNN, MICE and GAIN with 3,000 iterations, 3 repeats each; CTGAN): "
+        "before the comparison was capped, KNN alone took 460 s of CPU per repeat at 20,000 subjects, and CTGAN "
+        "takes about 230 s of CPU from 10,000 rows up (benchmarks/results/synthesis_fit.md).", "",
+        *_summary(results),
         "## Runs", "",
         "| subjects | sites | status | rows landed | pipeline wall (s) | CPU (s): run process + dbt | "
         "peak RSS, run process (MB) | peak RSS, run + dbt processes (MB) | load before / after |",
@@ -474,6 +502,10 @@ def markdown(results: list[dict], args_line: str, definitions: dict | None = Non
                   "RMSE all rows | RMSE sample |", "|---|---|---|---|---|---|---|---|"]
         for r in with_imp:
             a, b = r["imputation_reference"]["all_rows"], r["imputation_reference"]["sample"]
+            if a["rows"] == b["rows"]:
+                lines.append(f"| {r['subjects']:,} | {a['rows']:,} / every row (under the cap) | {a['cpu_s']:.1f} | - | - | "
+                             f"{a['winner']} | {_rmse(a['rmse'])} | - |")
+                continue
             lines.append(f"| {r['subjects']:,} | {a['rows']:,} / {b['rows']:,} | {a['cpu_s']:.1f} | {b['cpu_s']:.1f} | "
                          f"{a['cpu_s'] / max(b['cpu_s'], 1e-3):.1f}x | {a['winner']} / {b['winner']} | {_rmse(a['rmse'])} | "
                          f"{_rmse(b['rmse'])} |")
@@ -487,7 +519,7 @@ def markdown(results: list[dict], args_line: str, definitions: dict | None = Non
                   "|---|---|---|---|"]
         for r in finished:
             b = before.get(r["subjects"])
-            if not b:
+            if not b or b.get("run_id") == r.get("run_id"):  # this size was not measured again after the fixes
                 continue
             cpu = _stage_cpu
             lines.append(

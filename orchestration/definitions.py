@@ -4,11 +4,13 @@ Storage (SQLite under DAGSTER_HOME or Postgres) is chosen by ``$DAGSTER_HOME/dag
 ``trialsynth`` writes from the settings object; nothing here changes between the embedded default and
 the scale-out stack.
 
-Every run process and every code-server reload imports this module, so it stays cheap (budget: 3 s of
-CPU, tests/test_definitions_load.py): torch, scikit-learn, scipy, matplotlib and Great Expectations are
+Every run process and every code-server reload imports this module, so it stays cheap (3.3-3.7 s of
+CPU on an idle machine, 9.5-10.2 s before issue 14: benchmarks/results/full_size.md; budget in
+tests/test_definitions_load.py): torch, scikit-learn, scipy, matplotlib and Great Expectations are
 imported inside the assets that use them, and the dbt manifest is parsed once at install, not here
-(assets/warehouse.py). What is left is Dagster, pandas/polars and dagster-dbt (with dbt-core), which
-the dbt assets cannot be declared without; see :func:`_lean_imports` for the two measures taken there.
+(assets/warehouse.py). What is left is mostly Dagster and dagster-dbt with dbt-core (2.1 s), which the
+dbt assets cannot be declared without, and pandas/polars; see :func:`_lean_imports` for the two
+measures taken there.
 """
 
 import gc
