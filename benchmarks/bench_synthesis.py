@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +32,7 @@ from assets.synthesis import training_split  # noqa: E402
 from models.evidence import build_evidence_pack  # noqa: E402
 from models.synth import BaseSynthesizer, CTGANSynthesizer, GaussianCopulaSynthesizer  # noqa: E402
 from models.tables import observations_long, subject_baseline_table  # noqa: E402
-from trialsynth.demo.generator import generate_study  # noqa: E402
+from trialsynth.demo.generator import as_bronze_frame, generate_study  # noqa: E402
 from trialsynth.ingest.readers import read_file  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "synthesis.md"
@@ -76,21 +75,10 @@ def pilot_baseline() -> pd.DataFrame:
     return subject_baseline_table(dm, observations_long(vs, lb, dm))
 
 
-def _as_bronze(frame: pd.DataFrame) -> pl.DataFrame:
-    """A generator frame as ingestion stores it: categoricals as strings, datetimes as ISO text."""
-    out = frame.copy()
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].astype(str)
-        elif pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return pl.from_pandas(out)
-
-
 def demo_baseline() -> pd.DataFrame:
     """One row per randomized subject of the demo study ACME-001 (600 screened, 12 sites, seed 7)."""
     tables = generate_study("acme", "ACME-001", n_subjects=600, n_sites=12, seed=7)
-    dm, vs, lb = (_as_bronze(tables[name]) for name in ("dm", "vs", "lb"))
+    dm, vs, lb = (as_bronze_frame(tables[name]) for name in ("dm", "vs", "lb"))
     return subject_baseline_table(dm, observations_long(vs, lb, dm))
 
 

@@ -8,13 +8,12 @@ import json
 
 import dagster as dg
 import pandas as pd
-import polars as pl
 import pytest
 
 from orchestration.partitions import TENANT_STUDY
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from tests.conftest import fast_study_config
-from trialsynth.demo.generator import generate_study
+from trialsynth.demo.generator import as_bronze_frame, generate_study
 from trialsynth.registry import ModelRegistry, PrivacySpend
 from trialsynth.settings import get_settings
 
@@ -38,17 +37,6 @@ synthesis:
 """
 
 
-def _bronze(frame: pd.DataFrame) -> pl.DataFrame:
-    """A generator frame as ingestion stores it: categoricals as strings, datetimes as ISO text."""
-    out = frame.copy()
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].astype(str)
-        elif pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return pl.from_pandas(out)
-
-
 @pytest.fixture
 def lake(settings, tmp_path, monkeypatch):
     """A lake with the demo study's bronze DM/VS/LB/SV (120 subjects) and an instance knowing its partition."""
@@ -56,7 +44,7 @@ def lake(settings, tmp_path, monkeypatch):
     bronze = settings.study_dir("acme", "ACME-001") / "bronze"
     bronze.mkdir(parents=True)
     for domain in ("dm", "vs", "lb", "sv"):
-        _bronze(tables[domain]).write_parquet(bronze / f"{domain}.parquet")
+        as_bronze_frame(tables[domain]).write_parquet(bronze / f"{domain}.parquet")
     from assets.study_data import BRONZE_DOMAINS, build_study_data, write_study_data
 
     # what the study_matrix asset writes, and synthesizer_model reads

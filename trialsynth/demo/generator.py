@@ -1120,6 +1120,17 @@ def _write_table(frame: pd.DataFrame, folder: Path, name: str, fmt: str) -> None
     table.with_columns(pl.col(c).cast(pl.Int64) for c in integral).write_csv(folder / f"{name}.csv")
 
 
+def as_bronze_frame(frame: pd.DataFrame) -> pl.DataFrame:
+    """A generator table as ingestion stores it: categoricals as strings, datetimes as ISO text."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(str)
+        elif pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return pl.from_pandas(out)
+
+
 _XPT_STAMP = re.compile(rb"\d\d[A-Z]{3}\d\d:\d\d:\d\d:\d\d")
 _XPT_OBS_HEADER = b"HEADER RECORD*******OBS     HEADER RECORD"
 

@@ -206,8 +206,10 @@ def _ingest(raw: RawVersion, lake_dir: Path, log, start: float, plain: Path, key
     subjects_passed: set[str] = set()
     subjects_quarantined: set[str] = set()
     dm_file: str | None = None
+    # The parent records SUPP-- rows must match; built only when the drop has a supplemental file.
     parents = {t.code: pl.concat([frames[f] for f in t.files], how="diagonal_relaxed")
-               for t in targets if t.code and t.kind in ("domain", "other")}
+               for t in targets if t.code and t.kind in ("domain", "other")} \
+        if any(t.kind == "supplemental" for t in targets) else {}
     for target in targets:
         combined, rowmap, problems = _combine(target.files, frames, read_problems)
         if target.spec is None:
