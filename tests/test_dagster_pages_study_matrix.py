@@ -12,8 +12,7 @@ import assets.study_data as study_data
 from orchestration.partitions import TENANT_STUDY
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
 from tests.conftest import fast_study_config
-from tests.test_synthesis_approval import _bronze
-from trialsynth.demo.generator import generate_study
+from trialsynth.demo.generator import as_bronze_frame, generate_study
 from trialsynth.settings import get_settings
 
 PARTITION = "acme|ACME-001"
@@ -28,7 +27,7 @@ def lake(settings, tmp_path, monkeypatch):
     bronze = get_settings().study_dir("acme", "ACME-001") / "bronze"
     bronze.mkdir(parents=True)
     for domain in study_data.BRONZE_DOMAINS:
-        _bronze(tables[domain]).write_parquet(bronze / f"{domain}.parquet")
+        as_bronze_frame(tables[domain]).write_parquet(bronze / f"{domain}.parquet")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANT_STUDY, [PARTITION])
     return instance
