@@ -6,7 +6,6 @@ so the charts' workloads are built as infra/k8s/render.py explains."""
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import tomllib
@@ -75,11 +74,11 @@ def _key_errors(values: dict) -> list[str]:
 def test_dagster_values_use_only_the_charts_keys(dagster_values):
     assert not _key_errors(dagster_values)
     broken = json.loads(json.dumps(dagster_values))
-    queued = broken["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    queued["tagConcurencyLimits"] = queued.pop("tagConcurrencyLimits")
+    custom = broken["dagsterDaemon"]["runCoordinator"]["config"]["customRunCoordinator"]
+    custom["modul"] = custom.pop("module")
     broken["runLauncher"]["config"]["k8sRunLauncher"]["resource"] = {}
     errors = _key_errors(broken)
-    assert any("queuedRunCoordinator" in e and "tagConcurencyLimits" in e for e in errors), errors
+    assert any("customRunCoordinator" in e and "modul" in e for e in errors), errors
     assert any("k8sRunLauncher" in e and "'resource'" in e for e in errors), errors
 
 
@@ -92,32 +91,32 @@ def _dagster_config_errors(cls: type, config: dict) -> list[str]:
 
 
 def test_instance_config_is_valid_for_dagster_and_dagster_k8s(dagster_values):
+    import importlib
+
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_k8s import K8sRunLauncher
 
     instance = render.dagster_instance_config(dagster_values)
     assert not _dagster_config_errors(K8sRunLauncher, instance["run_launcher"]["config"])
-    assert not _dagster_config_errors(QueuedRunCoordinator, instance["run_coordinator"]["config"])
-    bad = {**instance["run_coordinator"]["config"], "tag_concurrency_limits": [{"key": "trialsynth/study",
-                                                                                 "limit": "one"}]}
-    assert _dagster_config_errors(QueuedRunCoordinator, bad)
-
-
-def _sensor_tag_keys() -> set[str]:
-    tree = ast.parse((PROJECT_ROOT / "orchestration" / "sensors.py").read_text())
-    return {node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("trialsynth/")}
+    coordinator = instance["run_coordinator"]
+    cls = getattr(importlib.import_module(coordinator["module"]), coordinator["class"])
+    assert issubclass(cls, QueuedRunCoordinator)  # the daemon dequeues it with the limits below
+    assert not _dagster_config_errors(cls, coordinator["config"])
+    bad = {**coordinator["config"], "tag_concurrency_limits": [{"key": "dagster/partition", "limit": "one"}]}
+    assert _dagster_config_errors(cls, bad)
 
 
 def test_run_queue_serializes_each_study_and_caps_each_tenant(dagster_values):
+    from trialsynth.run_queue import TENANT_TAG
+
     limits = render.dagster_instance_config(dagster_values)["run_coordinator"]["config"]["tag_concurrency_limits"]
     by_key = {limit["key"]: limit for limit in limits}
-    assert by_key["trialsynth/study"] == {"key": "trialsynth/study", "value": {"applyLimitPerUniqueValue": True},
-                                          "limit": 1}
-    assert by_key["trialsynth/tenant"]["value"] == {"applyLimitPerUniqueValue": True}
-    assert by_key["trialsynth/tenant"]["limit"] >= 1
-    # The limits only bite if runs carry these tags: the landing sensor sets them.
-    assert set(by_key) <= _sensor_tag_keys()
+    # One run per tenant|study partition (a study id alone is not unique across tenants).
+    assert by_key["dagster/partition"] == {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True},
+                                           "limit": 1}
+    assert by_key[TENANT_TAG]["value"] == {"applyLimitPerUniqueValue": True}
+    assert by_key[TENANT_TAG]["limit"] >= 1
+    assert set(by_key) == {"dagster/partition", TENANT_TAG}  # tags every partitioned run carries (run_queue.py)
 
 
 def test_each_run_gets_its_own_pod_with_per_run_resources(dagster_values, deployable):

@@ -170,3 +170,27 @@ def test_a_backfill_of_one_tenant_cannot_starve_another(open_queue, monkeypatch,
     queue.finish(min(launched & backfill))  # one of the backfill's runs ends: exactly one more of them starts
     assert len(queue.dequeue() & backfill) == 1
     _check_limits(queue.in_progress(), cap)
+
+
+def test_schedule_and_backfill_runs_count_against_their_tenant(open_queue) -> None:
+    """Runs that carry only Dagster's partition tag (a schedule tick, a backfill, a launch from the UI) get
+    the tenant tag when submitted, so a backfill of one tenant is capped like the sensor's runs."""
+    queue = open_queue()
+    cap = get_settings().runs_per_tenant
+    backfill = {queue.submit({PARTITION_NAME_TAG: f"acme|B{i:02d}", "dagster/backfill": "bf2"}) for i in range(cap + 3)}
+    beta = queue.submit({PARTITION_NAME_TAG: "beta|BETA-001"})
+    tagged = {r.run_id: r.tags for r in queue.queued()}
+    assert tagged[beta][TENANT_TAG] == "beta" and tagged[beta]["trialsynth/study"] == "BETA-001"
+    assert {tagged[run_id][TENANT_TAG] for run_id in backfill} == {"acme"}
+
+    launched = queue.dequeue()
+    assert beta in launched
+    assert len(launched & backfill) == cap, "the untagged backfill took more than its tenant's cap"
+    _check_limits(queue.in_progress(), cap)
+
+
+def test_a_run_without_a_tenant_partition_is_left_untagged(open_queue) -> None:
+    queue = open_queue()
+    plain = queue.submit({})
+    assert TENANT_TAG not in queue.instance.get_run_by_id(plain).tags
+    assert plain in queue.dequeue()

@@ -68,6 +68,9 @@ def dagster_yaml(settings: Settings) -> dict:
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
             {"key": "trialsynth/tenant", "value": {"applyLimitPerUniqueValue": True}, "limit": settings.runs_per_tenant},
         ]}},
+        # Dagster's QueuedRunCoordinator, plus the tenant/study tags on schedule, backfill and UI runs so
+        # the per-tenant limit above holds for them too (trialsynth/run_queue.py).
+        "run_coordinator": {"module": "trialsynth.run_queue", "class": "TenantTaggingRunCoordinator"},
     }
     if settings.dagster_storage == "postgres":
         pg = settings.postgres

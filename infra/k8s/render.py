@@ -196,17 +196,20 @@ def dagster_instance_config(values: dict[str, Any]) -> dict[str, Any]:
     if run_k8s:
         config["run_k8s_config"] = {parts[k]: v for k, v in run_k8s.items() if v}
 
-    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    coordinator = {"max_concurrent_runs": queued.get("maxConcurrentRuns", -1)}
-    if queued.get("tagConcurrencyLimits"):
-        coordinator["tag_concurrency_limits"] = queued["tagConcurrencyLimits"]
-    if queued.get("dequeueIntervalSeconds"):
-        coordinator["dequeue_interval_seconds"] = queued["dequeueIntervalSeconds"]
     return {
         "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": config},
-        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator",
-                            "config": coordinator},
+        "run_coordinator": _run_coordinator(values["dagsterDaemon"]["runCoordinator"]),
     }
+
+
+def _run_coordinator(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``run_coordinator`` section the chart's _run-coordinator.tpl writes for a CustomRunCoordinator
+    (trialsynth's, see values.yaml)."""
+    if values["type"] != "CustomRunCoordinator":
+        raise ValueError(f"dagsterDaemon.runCoordinator.type is {values['type']!r}: trialsynth needs its "
+                         "CustomRunCoordinator (trialsynth.run_queue) so every run carries its tenant tag")
+    custom = values["config"]["customRunCoordinator"]
+    return {"module": custom["module"], "class": custom["class"], "config": custom["config"]}
 
 
 def dagster_run_job(values: dict[str, Any], job_name: str = "dagster-run-example") -> dict[str, Any]:
