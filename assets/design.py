@@ -9,6 +9,8 @@ from trialsynth.markdown import md_table
 from trialsynth.names import split_partition_key
 from trialsynth.version import code_version
 
+PLOTS = "design/plots"
+
 
 class DesignConfig(dg.Config):
     seed: int = 20261125
@@ -35,7 +37,8 @@ def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: 
     result = run_design_file(design_file, seed=config.seed, n_trials=config.n_trials or None)
     curves_path, curves_sha = lake.write_table(context.partition_key, "design/power_curves.parquet", result.curves)
     rec_path, rec_sha = lake.write_table(context.partition_key, "design/recommendations.parquet", result.recommendations)
-    plots = result.write_plots(curves_path.parent / "plots")
+    with lake.working_copy(context.partition_key, PLOTS) as copy:  # the plot writer needs a folder
+        plots = result.write_plots(copy / lake.key(context.partition_key, PLOTS))
     lineage.record(context.partition_key, asset_key="power_curves",
                    input_sha256s={design_file.name: sha256_file(design_file)},
                    output_sha256=curves_sha, output_path=curves_path, code_version=code_version(),
@@ -45,7 +48,7 @@ def power_curves(context: dg.AssetExecutionContext, config: DesignConfig, lake: 
     return dg.MaterializeResult(metadata={
         "scenarios": len(rec),
         "recommended_n": dg.MetadataValue.md(md_table(labelled_recommendations(rec).to_dict("records"))),
-        "curves": dg.MetadataValue.path(str(curves_path)),
-        "plots": dg.MetadataValue.path(str(plots[0].parent) if plots else ""),
+        "curves": dg.MetadataValue.path(curves_path),
+        "plots": dg.MetadataValue.path(lake.uri(context.partition_key, PLOTS) if plots else ""),
         "seed": config.seed,
     })

@@ -1,7 +1,5 @@
 """Imputation assets: held-out comparison of imputers, the study's choice, the imputed dataset."""
 
-import json
-import pickle
 
 import dagster as dg
 import numpy as np
@@ -11,8 +9,10 @@ from assets.missingness import missingness_profile
 from assets.study_data import load_study_data, study_matrix
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
+from trialsynth.artifacts import save_model
 from trialsynth.hashing import sha256_bytes, sha256_file
 from trialsynth.markdown import md_table
+from trialsynth.names import split_partition_key
 from trialsynth.study_config import ImputationConfig, StudyConfig
 from trialsynth.version import code_version
 
@@ -82,7 +82,7 @@ def imputation_benchmark(context: dg.AssetExecutionContext, config: ImputationRu
     choice_doc = {"imputer": choice.name, "params": choice.params, "rmse": choice.score, "reason": choice.reason,
                   "mechanism": cfg.mechanism, "rate": cfg.rate, "repeats": cfg.repeats, "seed": study_cfg.seed,
                   "fill": cfg.fill, "fill_imputer": plan.imputer, "fill_params": plan.params, "fill_reason": plan.reason}
-    (lake.study_dir(pk) / CHOICE).write_text(json.dumps(choice_doc, indent=2, default=str))
+    lake.write_json(pk, CHOICE, choice_doc)
     lineage.record(pk, asset_key="imputation_benchmark",
                    input_sha256s={"study_config": sha256_file(config_path) if config_path else "defaults"},
                    output_sha256=bench_sha, output_path=bench_path, code_version=code_version(), parameters=choice_doc, seed=study_cfg.seed)
@@ -140,7 +140,7 @@ def imputed_dataset(context: dg.AssetExecutionContext, lake: LakeResource, linea
     from models.impute.fill import fill_with_donors
 
     pk = context.partition_key
-    choice = json.loads((lake.study_dir(pk) / CHOICE).read_text())
+    choice = lake.read_json(pk, CHOICE)
     name, params = choice.get("fill_imputer", choice["imputer"]), choice.get("fill_params", choice["params"])
     data = load_study_data(lake, pk)
     observed = data.matrix.where(data.scheduled)
@@ -165,9 +165,8 @@ def imputed_dataset(context: dg.AssetExecutionContext, lake: LakeResource, linea
     delta = imputation_delta(observed, imputed, filled, name)
     _delta_path, delta_sha = lake.write_table(pk, "imputation/delta.parquet", delta)
 
-    artifact = lake.study_dir(pk) / "imputation" / "models" / f"{context.run_id}.pkl"
-    artifact.parent.mkdir(parents=True, exist_ok=True)
-    artifact.write_bytes(pickle.dumps(imputer))
+    artifact = save_model(imputer, lake.key(pk, f"imputation/models/{context.run_id}.pkl"), split_partition_key(pk)[0],
+                          store=lake.store()).uri  # pickled, encrypted with the tenant's key
     training_sha = sha256_bytes(observed.to_csv().encode())
     model_id = registry.get().register(
         kind="imputer", name=f"{pk.replace('|', '/')}/{name}", trained_by=f"dagster run {context.run_id}",

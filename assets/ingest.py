@@ -1,7 +1,5 @@
 """Ingest assets: landing drop -> immutable raw zone -> validated bronze Parquet per domain."""
 
-import json
-
 import dagster as dg
 
 from orchestration.partitions import study_check, tenant_study_partitions
@@ -10,7 +8,7 @@ from trialsynth.domains import DOMAINS
 from trialsynth.ingest.drops import DropRegistry, drops_markdown
 from trialsynth.ingest.landing import latest_drop, open_drop
 from trialsynth.ingest.pipeline import ingest_raw_version, read_quarantine
-from trialsynth.ingest.raw_zone import RAW_POINTER, known_tenants, land_drop, read_version, write_pointer
+from trialsynth.ingest.raw_zone import MANIFEST, RAW_POINTER, land_drop, read_version
 from trialsynth.markdown import md_table
 from trialsynth.names import split_partition_key
 from trialsynth.version import code_version
@@ -31,14 +29,18 @@ class DropConfig(dg.Config):
     "sub-directories is refused as a whole. Metadata: every drop of the study and its state.",
 )
 def raw_drop(context: dg.AssetExecutionContext, config: DropConfig, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
-    tenant, study = split_partition_key(context.partition_key)
-    known = known_tenants(lake.raw_dir)
+    pk = context.partition_key
+    tenant, study = split_partition_key(pk)
+    known = lake.known_tenants()
     if config.drop_id:
         drop = open_drop(lake.landing_dir, tenant, study, config.drop_id, known)
     else:
         drop = latest_drop(lake.landing_dir, tenant, study, known)
-    raw = land_drop(drop, lake.raw_dir)
-    context.log.info(f"raw zone {'new version' if raw.created else 'already holds these bytes'}: {raw.path}")
+    # The drop's earlier versions' manifests are enough to tell whether these bytes are already there.
+    with lake.working_copy(pk, drop.drop_id, fetch=f"{drop.drop_id}/*/{MANIFEST}", zone="raw") as raw_root:
+        raw = land_drop(drop, raw_root)
+    raw_uri = lake.uri(pk, f"{drop.drop_id}/v{raw.version}", zone="raw")
+    context.log.info(f"raw zone {'new version' if raw.created else 'already holds these bytes'}: {raw_uri}")
     expected = context.run.tags.get("trialsynth/content_hash")
     if expected and expected != raw.content_hash:
         raise dg.Failure(f"drop {drop.drop_id} changed after the landing sensor read it (content {expected[:16]}, "
@@ -52,13 +54,13 @@ def raw_drop(context: dg.AssetExecutionContext, config: DropConfig, lake: LakeRe
         "files": len(raw.files),
         "refused": dg.MetadataValue.json(raw.refused),
         "content_hash": raw.content_hash,
-        "raw_path": dg.MetadataValue.path(str(raw.path)),
+        "raw_path": dg.MetadataValue.path(raw_uri),
         "drops": dg.MetadataValue.md(drops_markdown(registry.records())),
     }
     if raw.refused:  # nothing of the drop goes further: bronze is skipped and keeps the previous drop
         raise dg.Failure(description=raw.refusal_message(), metadata=metadata)
-    write_pointer(lake.study_dir(context.partition_key), raw)
-    lineage.record(context.partition_key, asset_key="raw_drop", input_sha256s=raw.files,
+    lake.point_raw(pk, drop.drop_id, raw.version)
+    lineage.record(pk, asset_key="raw_drop", input_sha256s=raw.files,
                    output_sha256=raw.content_hash, code_version=code_version(),
                    parameters={"drop_id": drop.drop_id, "raw_version": raw.version})
     return dg.MaterializeResult(metadata=metadata)
@@ -88,7 +90,7 @@ def _placements_md(report) -> str:
     specs=_bronze_specs(),
     check_specs=[
         study_check("no_rows_quarantined", asset=["bronze", d],
-                    description="Every row of the domain's file passed its Great Expectations suite.")
+                    description="Every row of the domain's file passed its expectation suite (Great Expectations' rules, run as polars checks).")
         for d in DOMAINS
     ],
     name="bronze",
@@ -96,10 +98,21 @@ def _placements_md(report) -> str:
 def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource):
     """Check and validate every file of the current raw version; write the study's bronze only when
     the whole drop can be taken (else the previous drop's bronze stays, whole, and the run fails)."""
-    tenant, study = split_partition_key(context.partition_key)
-    pointer = json.loads((lake.study_dir(context.partition_key) / RAW_POINTER).read_text())
-    raw = read_version(lake.raw_dir, tenant, study, pointer["drop_id"], pointer["version"])
-    report = ingest_raw_version(raw, lake.lake_dir, log=context.log.info)
+    pk = context.partition_key
+    tenant, study = split_partition_key(pk)
+    pointer = lake.read_json(pk, RAW_POINTER)
+    version = f"{pointer['drop_id']}/v{pointer['version']}"
+    # The ingest core works on local files: a working copy of the raw version and of the study's bronze and
+    # quarantine (the store's own folders on the local lake), published back when the block ends.
+    with lake.working_copy(pk, version, zone="raw") as raw_root, \
+            lake.working_copy(pk, "bronze", f"quarantine/{pointer['drop_id']}-v{pointer['version']}") as lake_root:
+        raw = read_version(raw_root, tenant, study, pointer["drop_id"], pointer["version"])
+        report = ingest_raw_version(raw, lake_root, log=context.log.info)
+        uris = {name: (lake.local_uri(lake_root, o.bronze_path),
+                       lake.local_uri(lake_root, o.quarantine_path) if o.quarantine_path else None)
+                for name, o in report.domains.items()}
+        reasons = {name: read_quarantine(o.reasons_path, tenant) for name, o in report.domains.items()
+                   if o.quarantine_path and name in DOMAINS}
     for line in sorted(report.placements.values()):
         context.log.info(line)
     if report.failures:
@@ -113,9 +126,10 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
         )
 
     for name, outcome in report.domains.items():
-        lineage.record(context.partition_key, asset_key=f"bronze/{name}", input_sha256s=outcome.input_sha256s,
+        bronze_uri, quarantine_uri = uris[name]
+        lineage.record(pk, asset_key=f"bronze/{name}", input_sha256s=outcome.input_sha256s,
                        output_sha256=outcome.bronze_sha256, code_version=code_version(),
-                       output_path=outcome.bronze_path if outcome.bronze_sha256 else None,
+                       output_path=bronze_uri if outcome.bronze_sha256 else None,
                        parameters={"drop_id": report.drop_id, "raw_version": report.raw_version,
                                    "rows_passed": outcome.rows_passed, "rows_quarantined": outcome.rows_quarantined})
         if name not in DOMAINS:
@@ -125,15 +139,13 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource, lineage: Linea
             "rows_in": outcome.rows_in,
             "rows_passed": outcome.rows_passed,
             "rows_quarantined": outcome.rows_quarantined,
-            "path": dg.MetadataValue.path(str(outcome.bronze_path)),
+            "path": dg.MetadataValue.path(bronze_uri),
             "sha256": outcome.bronze_sha256,
         }
-        if outcome.quarantine_path:
-            metadata["quarantine"] = dg.MetadataValue.path(str(outcome.quarantine_path))
-            reasons = read_quarantine(outcome.reasons_path, tenant)
-            metadata["quarantine_reasons"] = dg.MetadataValue.md(
-                md_table(reasons.group_by("column", "rule").len("rows").sort("rows", descending=True).head(20).to_dicts())
-            )
+        if quarantine_uri:
+            metadata["quarantine"] = dg.MetadataValue.path(quarantine_uri)
+            metadata["quarantine_reasons"] = dg.MetadataValue.md(md_table(
+                reasons[name].group_by("column", "rule").len("rows").sort("rows", descending=True).head(20).to_dicts()))
         yield dg.MaterializeResult(asset_key=["bronze", name], metadata=metadata)
         yield dg.AssetCheckResult(
             asset_key=["bronze", name], check_name="no_rows_quarantined", passed=outcome.rows_quarantined == 0,

@@ -56,9 +56,8 @@ def km_discontinuation(context: dg.AssetExecutionContext, lake: LakeResource,
                             "time origin or end date unknown, or the end precedes the origin")
     curve = km_by_group(subjects, group="arm")
     path, sha = lake.write_table(key, "rbqm/km_discontinuation.parquet", curve)
-    bronze = lake.study_dir(key) / "bronze"
     lineage.record(key, asset_key="km_discontinuation",
-                   input_sha256s={f"bronze/{d}": sha256_file(bronze / f"{d}.parquet") for d in KM_DOMAINS},
+                   input_sha256s={f"bronze/{d}": lake.sha256(key, f"bronze/{d}.parquet") for d in KM_DOMAINS},
                    output_sha256=sha, output_path=path, code_version=code_version(),
                    parameters={"confidence_level": 0.95, "ci_method": "log-log", "group": "arm"})
     by_arm = subjects.dropna(subset=["time_days"]).groupby("arm")["event"].agg(["size", "sum"]).reset_index()

@@ -12,9 +12,7 @@ Files, under ``<lake>/<tenant>/<study>/study_data/`` (each table prefixed with t
 - ``dropped.json``: variable -> why it was left out of the matrix.
 """
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -24,7 +22,6 @@ import polars as pl
 from models.tables import ID_COLUMNS, observations_long, subject_baseline_table, visit_matrix
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
-from trialsynth.hashing import sha256_file
 from trialsynth.version import code_version
 
 SCHEDULED_SHARE = 0.5  # a variable is scheduled at a visit when at least half its attendees have it
@@ -68,35 +65,31 @@ def build_study_data(dm: pl.DataFrame, vs: pl.DataFrame, lb: pl.DataFrame, sv: p
     return StudyData(matrix[keep], scheduled[keep], subject_baseline_table(dm, long), dropped)
 
 
-def _paths(lake: LakeResource, partition_key: str) -> dict[str, Path]:
-    folder = lake.study_dir(partition_key) / FOLDER
-    return {name: folder / f"{name}.parquet" for name in ("matrix", "scheduled", "baseline")} | {
-        "dropped": folder / "dropped.json"}
+TABLES = ("matrix", "scheduled", "baseline")
+DROPPED = f"{FOLDER}/dropped.json"
 
 
-def write_study_data(lake: LakeResource, partition_key: str, data: StudyData) -> dict[str, tuple[Path, str]]:
-    """Write the tables (atomically, as every lake table); returns name -> (path, sha256)."""
+def write_study_data(lake: LakeResource, partition_key: str, data: StudyData) -> dict[str, tuple[str, str]]:
+    """Write the tables (atomically, as every lake table); returns name -> (uri, sha256)."""
     out = {name: lake.write_table(partition_key, f"{FOLDER}/{name}.parquet", frame.reset_index())
-           for name, frame in (("matrix", data.matrix), ("scheduled", data.scheduled), ("baseline", data.baseline))}
-    dropped = _paths(lake, partition_key)["dropped"]
-    dropped.write_text(json.dumps(data.dropped, indent=2, sort_keys=True))
-    out["dropped"] = (dropped, sha256_file(dropped))
+           for name, frame in zip(TABLES, (data.matrix, data.scheduled, data.baseline), strict=True)}
+    out["dropped"] = lake.write_json(partition_key, DROPPED, data.dropped)
     return out
 
 
 def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
     """The tables the ``study_matrix`` asset wrote for the partition (it must have been materialized)."""
-    paths = _paths(lake, partition_key)
-    missing = [str(p) for p in paths.values() if not p.exists()]
+    keys = [f"{FOLDER}/{name}.parquet" for name in TABLES] + [DROPPED]
+    missing = [lake.uri(partition_key, k) for k in keys if not lake.exists(partition_key, k)]
     if missing:
         raise dg.Failure(f"the study matrix of {partition_key} is not materialized ({', '.join(missing)} missing): "
                          "materialize the asset study_matrix of this partition first")
 
     def read(name: str, index: list[str]) -> pd.DataFrame:
-        return pd.read_parquet(paths[name]).drop(columns=PARTITION_COLUMNS).set_index(index)
+        return lake.read_table(partition_key, f"{FOLDER}/{name}.parquet").drop(columns=PARTITION_COLUMNS).set_index(index)
 
     return StudyData(read("matrix", ID_COLUMNS), read("scheduled", ID_COLUMNS), read("baseline", ["USUBJID"]),
-                     json.loads(paths["dropped"].read_text()))
+                     lake.read_json(partition_key, DROPPED))
 
 
 @dg.asset(
@@ -115,9 +108,8 @@ def study_matrix(context: dg.AssetExecutionContext, lake: LakeResource, lineage:
     pk = context.partition_key
     data = build_study_data(*(lake.read_bronze(pk, d) for d in BRONZE_DOMAINS))
     out = write_study_data(lake, pk, data)
-    bronze = lake.study_dir(pk) / "bronze"
     lineage.record(pk, asset_key="study_matrix",
-                   input_sha256s={f"bronze/{d}": sha256_file(bronze / f"{d}.parquet") for d in BRONZE_DOMAINS},
+                   input_sha256s={f"bronze/{d}": lake.sha256(pk, f"bronze/{d}.parquet") for d in BRONZE_DOMAINS},
                    output_sha256=out["matrix"][1], output_path=out["matrix"][0], code_version=code_version(),
                    parameters={"scheduled_share": SCHEDULED_SHARE, "outputs": {k: v[1] for k, v in out.items()}})
     scheduled = int(data.scheduled.to_numpy().sum())
@@ -130,5 +122,5 @@ def study_matrix(context: dg.AssetExecutionContext, lake: LakeResource, lineage:
         "scheduled_cells": scheduled,
         "pct_missing_scheduled": round(100 * int(data.scheduled_missing.to_numpy().sum()) / scheduled, 2) if scheduled else 0.0,
         "dropped_variables": dg.MetadataValue.json(data.dropped),
-        "matrix": dg.MetadataValue.path(str(out["matrix"][0])),
+        "matrix": dg.MetadataValue.path(out["matrix"][0]),
     })

@@ -11,18 +11,18 @@ states the guarantee ("none" without one)."""
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.imputation import imputation_benchmark
+from assets.imputation import CHOICE, imputation_benchmark
 from assets.study_data import load_study_data, study_matrix
 from orchestration.partitions import study_check, tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource, RegistryResource
-from trialsynth.hashing import sha256_file
+from trialsynth.artifacts import save_model, stored_location, write_encrypted_pack
+from trialsynth.hashing import sha256_bytes
 from trialsynth.markdown import md_table
 from trialsynth.names import partition_key, split_partition_key
 from trialsynth.registry import (
@@ -74,9 +74,9 @@ class SynthesisRunConfig(dg.Config):
         synthesis = SynthesisConfig.model_validate({**cfg.synthesis.model_dump(), **update})
         return cfg.model_copy(update={"synthesis": synthesis, "seed": cfg.seed if self.seed is None else self.seed})
 
-    def pointer(self, study_dir: Path) -> dict:
+    def pointer(self, lake: LakeResource, partition_key: str) -> dict:
         """The study's model pointer, naming ``model_id`` instead when one is given."""
-        pointer = json.loads((study_dir / MODEL_POINTER).read_text())
+        pointer = lake.read_json(partition_key, MODEL_POINTER)
         return {**pointer, "model_id": self.model_id} if self.model_id else pointer
 
 
@@ -93,6 +93,13 @@ def training_split(baseline: pd.DataFrame, holdout: float, seed: int,
     order = np.random.default_rng(seed).permutation(len(table))
     n_holdout = max(1, round(holdout * len(table)))
     return table.iloc[order[n_holdout:]].reset_index(drop=True), table.iloc[order[:n_holdout]].reset_index(drop=True)
+
+
+def study_data_version(baseline: pd.DataFrame) -> str:
+    """sha256 of the subject-level table every training split is drawn from (all subjects, rows in subject
+    order): the privacy account of a DP training, whatever its seed or holdout share
+    (:class:`trialsynth.registry.PrivacySpend`)."""
+    return sha256_bytes(baseline.sort_index(kind="stable").to_csv().encode())
 
 
 def _progress_logger(context: dg.AssetExecutionContext):
@@ -143,8 +150,8 @@ def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunCon
     study_cfg = lake.study_config(pk)[0]
     cfg = config.apply(study_cfg)
     privacy = cfg.synthesis.privacy
-    train, holdout = training_split(load_study_data(lake, pk).baseline, cfg.synthesis.holdout, cfg.seed,
-                                    drop_constant=privacy is None)
+    baseline = load_study_data(lake, pk).baseline
+    train, holdout = training_split(baseline, cfg.synthesis.holdout, cfg.seed, drop_constant=privacy is None)
     cfg, choice = _synthesizer_for_size(cfg, study_cfg, config, len(train))
     context.log.info(f"synthesizer: {choice.reason}")
     train_path, train_sha = lake.write_table(pk, "synthesis/train.parquet", train)
@@ -158,14 +165,15 @@ def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunCon
                 "code_version": code_version()}
     spend = None if privacy is None else PrivacySpend(
         study=pk.replace("|", "/"), mechanism=cfg.synthesis.synthesizer, epsilon=privacy.epsilon,
-        delta=privacy.delta, cap_epsilon=privacy.cap_budget.epsilon, cap_delta=privacy.cap_budget.delta)
+        delta=privacy.delta, cap_epsilon=privacy.cap_budget.epsilon, cap_delta=privacy.cap_budget.delta,
+        data_version=study_data_version(baseline))
     models = registry.get()
     try:
         reused = models.find_reusable(**identity)
     except RetiredModelError as exc:
         raise dg.Failure(description=str(exc)) from None
     if reused is not None:
-        model_id, artifact, status = reused.id, Path(reused.artifact_path), reused.status
+        model_id, artifact, status = reused.id, reused.artifact_uri, reused.status
         context.log.info(f"reused model {model_id} ({status}): same training data, synthesis config, seed and code")
         seconds = None
     else:
@@ -186,20 +194,21 @@ def synthesizer_model(context: dg.AssetExecutionContext, config: SynthesisRunCon
             model.fit(train, schema=TableSchema.infer(train, columns) if columns else None)
         seconds = (datetime.now(UTC) - started).total_seconds()
         model.set_params(progress=None)  # the callback is bound to this run; the artifact must not carry it
-        artifact = model.save(lake.study_dir(pk) / "synthesis" / "models" / f"{context.run_id}.pkl")
+        artifact = save_model(model, lake.key(pk, f"synthesis/models/{context.run_id}.pkl"), split_partition_key(pk)[0],
+                              store=lake.store()).uri  # encrypted with the tenant's key
         try:
             model_id, status = models.register(
                 **identity, trained_by=f"dagster run {context.run_id}", training_data_version=context.run_id,
                 artifact_path=artifact, metrics={"fit_seconds": seconds, "n_train": len(train)}, privacy=spend,
             ), "draft"
         except PrivacyBudgetError as exc:  # another run spent the budget meanwhile
-            artifact.unlink()
+            lake.delete(pk, f"synthesis/models/{context.run_id}.pkl")
             raise dg.Failure(description=str(exc)) from None
-    (lake.study_dir(pk) / MODEL_POINTER).write_text(json.dumps({"model_id": model_id, "training_sha256": train_sha,
-                                                                "synthesizer": choice.name,
-                                                                "synthesizer_reason": choice.reason}))
+    lake.write_json(pk, MODEL_POINTER, {"model_id": model_id, "training_sha256": train_sha, "synthesizer": choice.name,
+                                        "synthesizer_reason": choice.reason})
+    artifact_at, artifact_sha = stored_location(artifact, lake.store())  # sha256 without the key slot: rewrap keeps it
     lineage.record(pk, asset_key="synthesizer_model", input_sha256s={"train.parquet": train_sha},
-                   output_sha256=sha256_file(artifact), output_path=artifact, code_version=code_version(),
+                   output_sha256=artifact_sha, output_path=artifact_at, code_version=code_version(),
                    parameters={"synthesizer": cfg.synthesis.synthesizer, "params": params, "model_id": model_id,
                                "reused": reused is not None, "privacy": cfg.synthesis.privacy_label}, seed=cfg.seed)
     return dg.MaterializeResult(metadata={
@@ -239,19 +248,30 @@ def waiting_message(model_id: str) -> str:
             f"`trialsynth registry approve {model_id} --by NAME --why REASON`")
 
 
+def waiting_for_approval(lake: LakeResource, registry: ModelRegistry) -> dict[str, tuple[str, str]]:
+    """Partition key -> (model id, its registry status now; "unknown" when not registered) of every
+    study whose cohort waits for approval of a model. Each model is looked up for its study's tenant
+    (on Postgres, row-level security shows a tenant only its own models)."""
+    from trialsynth.tenancy.context import tenant_scope
+
+    found = {}
+    store = lake.store()
+    for marker in store.list(pattern=f"*/*/{WAITING_MARKER}"):
+        tenant, study = marker.split("/")[:2]
+        model_id = store.read_json(marker)["model_id"]
+        try:
+            with tenant_scope(tenant):
+                status = registry.get(model_id).status
+        except UnknownModelError:
+            status = "unknown"
+        found[partition_key(tenant, study)] = (model_id, status)
+    return found
+
+
 def approved_while_waiting(lake: LakeResource, registry: ModelRegistry) -> dict[str, str]:
     """Partition key -> model id of every study whose cohort waits for a model that is approved now."""
-    found = {}
-    for marker in sorted(lake.lake_dir.glob(f"*/*/{WAITING_MARKER}")):
-        model_id = json.loads(marker.read_text())["model_id"]
-        study_dir = marker.parent.parent
-        try:
-            approved = registry.get(model_id).status == "approved"
-        except UnknownModelError:
-            continue
-        if approved:
-            found[partition_key(study_dir.parent.name, study_dir.name)] = model_id
-    return found
+    return {pk: model_id for pk, (model_id, status) in waiting_for_approval(lake, registry).items()
+            if status == "approved"}
 
 
 @dg.asset(
@@ -272,13 +292,12 @@ def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConf
                      lineage: LineageResource, registry: RegistryResource):
     pk = context.partition_key
     cfg = config.apply(lake.study_config(pk)[0])
-    waiting = lake.study_dir(pk) / WAITING_MARKER
-    pointer = config.pointer(lake.study_dir(pk))
+    pointer = config.pointer(lake, pk)
     models = registry.get()
     if models.get(pointer["model_id"]).status == "draft" and not cfg.synthesis.allow_unapproved:
         message = waiting_message(pointer["model_id"])
         context.log.warning(message)
-        waiting.write_text(json.dumps({"model_id": pointer["model_id"], "run_id": context.run_id}))
+        lake.write_json(pk, WAITING_MARKER, {"model_id": pointer["model_id"], "run_id": context.run_id})
         yield dg.AssetCheckResult(check_name="model_approved", passed=False, severity=dg.AssetCheckSeverity.WARN,
                                   description=message, metadata={"model_id": pointer["model_id"], "status": "draft"})
         return
@@ -288,10 +307,10 @@ def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConf
                             "sets synthesis.allow_unapproved")
     from models.synth import BaseSynthesizer
 
-    model = BaseSynthesizer.load(record.artifact_path)  # the class the size rule chose, whatever the config says
+    model = models.load_model(record.id, expect=BaseSynthesizer)  # the class the size rule chose, whatever the config says
     cohort = model.sample(cfg.synthesis.n, conditions=cfg.synthesis.conditions or None, random_state=cfg.seed)
     path, sha = lake.write_table(pk, "synthesis/synthetic_cohort.parquet", cohort)
-    waiting.unlink(missing_ok=True)
+    lake.delete(pk, WAITING_MARKER)
     lineage.record(pk, asset_key="synthetic_cohort", input_sha256s={"training_data": record.training_data_sha256,
                                                                     "model_artifact": record.artifact_sha256},
                    output_sha256=sha, output_path=path, code_version=code_version(),
@@ -307,6 +326,13 @@ def synthetic_cohort(context: dg.AssetExecutionContext, config: SynthesisRunConf
         metadata={"model_id": record.id, "status": record.status})
 
 
+def _epsilon_curve_options(cfg: StudyConfig, context: dg.AssetExecutionContext) -> dict[str, Any]:
+    """Options of the evidence pack's epsilon curve: the study's public column domain and delta."""
+    privacy = cfg.synthesis.privacy
+    return {"columns": {name: c.model_dump(exclude_none=True) for name, c in cfg.synthesis.columns.items()},
+            "delta": privacy.delta if privacy else 1e-6, "progress": context.log.info}
+
+
 def _report_link(tenant: str, study: str, run_id: str) -> dg.MetadataValue:
     """The HTML report over HTTP (the API's signed-link route; browsers refuse file:// links from the
     Dagster UI), or how to open it when this deployment has no link key (trialsynth/api/report_links.py)."""
@@ -320,11 +346,11 @@ def _report_link(tenant: str, study: str, run_id: str) -> dg.MetadataValue:
                                  f"with `trialsynth evidence show {run_id}` or GET /evidence/v1/runs/{run_id}?format=html")
 
 
-def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataFrame | None:
-    """The training table with its numeric gaps filled by the study's chosen imputer (for overlays)."""
-    if not choice_path.exists():
+def _impute_for_overlay(train: pd.DataFrame, choice: dict | None, seed: int) -> pd.DataFrame | None:
+    """The training table with its numeric gaps filled by the study's chosen imputer (``choice``: the
+    imputation benchmark's choice.json; None: no overlay)."""
+    if choice is None:
         return None
-    choice = json.loads(choice_path.read_text())
     numeric = train.select_dtypes("number")
     numeric = numeric.loc[:, numeric.nunique() > 1]
     if numeric.empty or not numeric.isna().any().any():
@@ -350,48 +376,47 @@ def _impute_for_overlay(train: pd.DataFrame, choice_path, seed: int) -> pd.DataF
 )
 def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig, lake: LakeResource,
                   lineage: LineageResource, registry: RegistryResource):
-    from models.evidence import build_evidence_pack, write_pack
+    from models.evidence import build_evidence_pack
     from models.synth import BaseSynthesizer
 
     pk = context.partition_key
     tenant, study = split_partition_key(pk)
     cfg = config.apply(lake.study_config(pk)[0])
-    study_dir = lake.study_dir(pk)
-    train = pd.read_parquet(study_dir / "synthesis" / "train.parquet").drop(columns=["tenant_id", "study_id"])
-    holdout = pd.read_parquet(study_dir / "synthesis" / "holdout.parquet").drop(columns=["tenant_id", "study_id"])
-    synthetic = pd.read_parquet(study_dir / "synthesis" / "synthetic_cohort.parquet").drop(columns=["tenant_id", "study_id"])
+    train, holdout, synthetic = (lake.read_table(pk, f"synthesis/{name}.parquet").drop(columns=["tenant_id", "study_id"])
+                                 for name in ("train", "holdout", "synthetic_cohort"))
     # A column with no value in the holdout (e.g. a lab only some subjects had) cannot be compared.
     empty = [c for c in train.columns if holdout[c].isna().all() or synthetic[c].isna().all()]
     if empty:
         context.log.warning(f"left out of the evidence (no values in holdout or synthetic rows): {empty}")
     train, holdout = train.drop(columns=empty), holdout.drop(columns=empty)
     categorical = [c for c in train.columns if not pd.api.types.is_numeric_dtype(train[c])]
-    pointer = config.pointer(study_dir)
-    model = BaseSynthesizer.load(registry.get().verify_artifact(pointer["model_id"]))
+    pointer = config.pointer(lake, pk)
+    model = registry.get().load_model(pointer["model_id"], expect=BaseSynthesizer)
     run_id = context.run_id
     pack = build_evidence_pack(
         train, synthetic[train.columns], holdout, categorical,
         target=_utility_targets(cfg.evidence.target, list(train.columns)),
-        imputed=_impute_for_overlay(train, study_dir / "imputation" / "choice.json", cfg.seed),
+        imputed=_impute_for_overlay(train, lake.read_json(pk, CHOICE) if lake.exists(pk, CHOICE) else None, cfg.seed),
         thresholds=cfg.evidence.thresholds or None, run_id=run_id, random_state=cfg.seed,
         context={"tenant": tenant, "study": study, "model_id": pointer["model_id"], "seed": cfg.seed,
                  "training_data_sha256": pointer["training_sha256"]},
         privacy_guarantee=getattr(model, "privacy_", None),
         conditions=cfg.synthesis.conditions or None, closest_k=cfg.evidence.closest_k,
         notes=[f"synthesizer: {pointer['synthesizer_reason']}"] if "synthesizer_reason" in pointer else [],
+        epsilon_curve=_epsilon_curve_options(cfg, context) if cfg.evidence.epsilon_curve else None,
     )
     for warning in pack.details["warnings"]:
         context.log.warning(warning)
-    paths = write_pack(pack, study_dir / "evidence" / run_id)
+    paths = write_encrypted_pack(pack, lake.key(pk, f"evidence/{run_id}"), tenant, store=lake.store())
     metrics = pack.metrics_frame().assign(run_id=run_id, created_at=datetime.now(UTC).isoformat())
     _mpath, msha = lake.write_table(pk, f"evidence/{run_id}/metrics.parquet", metrics)
     if pack.closest is not None:  # the same file write_pack wrote, with tenant_id, study_id and run_id for dbt
         paths["closest"], _csha = lake.write_table(pk, f"evidence/{run_id}/closest_records.parquet",
                                                    pack.closest.table.assign(run_id=run_id))
     lineage.record(pk, asset_key="evidence_pack",
-                   input_sha256s={"synthetic_cohort": sha256_file(study_dir / "synthesis" / "synthetic_cohort.parquet"),
+                   input_sha256s={"synthetic_cohort": lake.sha256(pk, "synthesis/synthetic_cohort.parquet"),
                                   "training_data": pointer["training_sha256"]},
-                   output_sha256=sha256_file(paths["json"]), output_path=paths["json"], code_version=code_version(),
+                   output_sha256=paths["json"].sha256, output_path=paths["json"].location, code_version=code_version(),
                    parameters={"run_id": run_id, "overall": pack.overall_level, "metrics_sha256": msha,
                                "thresholds": cfg.evidence.thresholds}, seed=cfg.seed)
     failing = metrics[metrics["level"] == "fail"]
@@ -399,7 +424,7 @@ def evidence_pack(context: dg.AssetExecutionContext, config: SynthesisRunConfig,
         "overall": pack.overall_level,
         "privacy_guarantee": pack.details["privacy_guarantee"]["guarantee"],
         "report": _report_link(tenant, study, run_id),
-        "report_path": dg.MetadataValue.path(str(paths["html"])),
+        "report_path": dg.MetadataValue.path(paths["html"].location),
         "summary": dg.MetadataValue.md(pack.summary_markdown()),
         "closest_records": dg.MetadataValue.path(str(paths.get("closest", ""))),
         "show": f"trialsynth evidence show {run_id}",

@@ -21,24 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.partitions import study_check, tenant_study_partitions
 from orchestration.resources import LineageResource
 from trialsynth.lineage import warehouse_dataset
-from trialsynth.lineage.rows import duckdb_partition_sha256
+from trialsynth.lineage.rows import partition_hasher
 from trialsynth.names import split_partition_key
 from trialsynth.settings import get_settings
+from trialsynth.storage import open_lake_store
 from trialsynth.version import code_version
 
 
 def dbt_environment() -> dict[str, str]:
-    """Env vars ``dbt_project/profiles.yml`` reads, from the settings object."""
+    """Env vars ``dbt_project/profiles.yml`` reads, from the settings object. The lake is the folder on
+    the local store, the bucket's URL on S3 (ClickHouse reads it with ``s3()``, macros/bronze.sql)."""
     s = get_settings()
     wh = s.warehouse
     return {
-        "TRIALSYNTH_LAKE_DIR": str(s.lake_dir),
+        "TRIALSYNTH_LAKE_DIR": open_lake_store(s).location,
         "TRIALSYNTH_WAREHOUSE_PATH": str(s.warehouse_path),
         # Names unlike the settings' own TRIALSYNTH_WAREHOUSE__* overrides, so exporting them never
         # overrides a later settings object. The password stays in the env var the settings name.
@@ -353,8 +354,8 @@ dbt_steps = [_dbt_step(sources, models) for sources, models in sorted(model_grou
 def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource, invocation: DbtCliInvocation,
                     tenant: str, study: str) -> None:
     """One manifest per model the step built. Its output is the warehouse relation, hashed as the
-    partition's rows in canonical order (:func:`duckdb_partition_sha256`), not the SQL that built it,
-    so verification can re-check it against the warehouse later."""
+    partition's rows in canonical order (:mod:`trialsynth.lineage.rows`: the same hash from DuckDB and
+    ClickHouse for the same rows), not the SQL that built it, so verification can re-check it later."""
     settings = get_settings()
     nodes = invocation.manifest["nodes"]
     built = [r for r in invocation.get_artifact("run_results.json").get("results", [])
@@ -362,27 +363,16 @@ def _record_lineage(context: dg.AssetExecutionContext, lineage: LineageResource,
     if not built:
         return
     inputs = _upstream_hashes(lineage, context.partition_key)
-    duck = settings.warehouse.target == "duckdb"
-    if duck:
-        namespace = f"duckdb://{settings.warehouse_path.resolve()}"
-        con = duckdb.connect(str(settings.warehouse_path), read_only=True)  # dbt has exited: no writer now
-    else:
-        namespace = f"clickhouse://{settings.warehouse.clickhouse_host}:{settings.warehouse.clickhouse_port}"
     parameters = {"vars": {"tenant": tenant, "study": study}, "target": settings.warehouse.target}
-    if not duck:
-        parameters["row_hash"] = "not computed: only the DuckDB target hashes partition rows so far"
-    try:
+    with partition_hasher(settings) as (namespace, row_sha256):  # DuckDB read-only: dbt has exited, no writer now
         for result in built:
             node = nodes[result["unique_id"]]
             relation = _relation(result, node)
-            sha = duckdb_partition_sha256(con, relation, tenant, study) if duck else None
+            sha = row_sha256(relation, tenant, study)
             lineage.record(context.partition_key, asset_key=f"dbt/{node['name']}", input_sha256s=inputs,
                            output_sha256=sha, outputs=[warehouse_dataset(namespace, relation, sha)],
                            code_version=code_version(),
                            parameters={**parameters, "materialized": node.get("config", {}).get("materialized")})
-    finally:
-        if duck:
-            con.close()
 
 
 def _relation(result: Mapping[str, Any], node: Mapping[str, Any]) -> str:

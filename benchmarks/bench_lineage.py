@@ -38,6 +38,7 @@ from trialsynth.lineage import (
     put_locked_object,
     verify_store,
 )
+from trialsynth.lineage.store import s3_client
 from trialsynth.settings import PROJECT_ROOT
 
 OUT = Path(__file__).parent / "results" / "lineage.md"
@@ -109,8 +110,8 @@ def verify_seconds(store, ring: KeyRing) -> tuple[float, object]:
     return time.perf_counter() - t, report
 
 
-def upload_locked(local: LocalLineageStore, s3: S3LineageStore) -> float:
-    keys = sorted(local.backend.scan("lineage/bench/"))  # its key is already published on S3
+def upload_locked(local: LocalLineageStore, s3: S3LineageStore, study: str) -> float:
+    keys = sorted(local.backend.scan(f"lineage/bench/{study}/"))  # its key is already published on S3
     t = time.perf_counter()
 
     def put(key: str) -> None:
@@ -124,13 +125,20 @@ def upload_locked(local: LocalLineageStore, s3: S3LineageStore) -> float:
     return time.perf_counter() - t
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="chains of 2,000 (local) / 1,000 (S3) manifests")
     ap.add_argument("--no-s3", action="store_true", help="skip SeaweedFS")
     args = ap.parse_args()
     sizes = [500, 1000, 2000] if args.quick else [1000, 2500, 5000, 10000]
-    s3_n = 1000 if args.quick else 10000
+    s3_sizes = [250, 1000] if args.quick else [2500, 10000]
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="ts-bench-lineage-"))
     ref, ref_rev = reference_module(work)
     signer = FileSigner(work / "keys" / "lineage.pem")
@@ -182,32 +190,41 @@ def main() -> None:
         seaweed = start_seaweedfs(work / "seaweedfs")
         try:
             seaweed.make_bucket("lineage-bench", object_lock=True)
-            s3 = S3LineageStore(seaweed.client(), "lineage-bench", 1, signer)
+            # the product's client (connection pool sized for the verifier's threads), credentials from env
+            os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = seaweed.access_key, seaweed.secret_key
+            s3 = S3LineageStore(s3_client(seaweed.endpoint), "lineage-bench", 1, signer)
             s3_first = timed_appends(s3, "bench", "S3", 0, output)
             staging = LocalLineageStore(work / "staging", signer)
-            with no_fsync():
-                for i in range(s3_n):
-                    staging.append("bench", "S3BIG", record(i, output))
-            upload_s = upload_locked(staging, s3)
-            s3_last = timed_appends(s3, "bench", "S3BIG", s3_n, output)
-            t = time.perf_counter()
-            report = verify_store(s3, ring, partitions=[("bench", "S3BIG")])
-            s3_verify = time.perf_counter() - t
-            assert report.ok, report.describe()
-            n = report.partitions[0].manifests
+            s3_verify = []
+            for n in s3_sizes:
+                with no_fsync():
+                    for i in range(n):
+                        staging.append("bench", f"S3N{n}", record(i, output))
+                upload_s = upload_locked(staging, s3, f"S3N{n}")
+                print(f"S3: uploaded {n} manifests with Object Lock in {upload_s:.0f} s", file=sys.stderr)
+                t, cpu, server_cpu = time.perf_counter(), time.process_time(), cpu_seconds(seaweed.pid)
+                report = verify_store(s3, ring, partitions=[("bench", f"S3N{n}")])
+                s3_verify.append((n, time.perf_counter() - t, time.process_time() - cpu, cpu_seconds(seaweed.pid) - server_cpu))
+                assert report.ok and report.partitions[0].manifests == n, report.describe()
+                print(f"S3 verify {n}: {s3_verify[-1][1]:.1f} s", file=sys.stderr)
+            s3_n = s3_sizes[-1]
+            s3_last = timed_appends(s3, "bench", f"S3N{s3_n}", s3_n, output)
             rows.append(("append, S3, chain of 0", ms(s3_first), "", ""))
             rows.append((f"append, S3, chain of {s3_n:,}", ms(s3_last), "", ""))
-            rows.append((f"verify, S3, {n:,} manifests", f"{s3_verify:.1f} s ({1e6 * s3_verify / n:.0f} µs/manifest)", "", ""))
-            print(f"S3: uploaded {s3_n} manifests with Object Lock in {upload_s:.0f} s", file=sys.stderr)
+            for n, seconds, cpu, server_cpu in s3_verify:
+                rows.append((f"verify, S3, {n:,} manifests", f"{seconds:.1f} s ({1e6 * seconds / n:.0f} µs/manifest; CPU: "
+                                                             f"client {cpu:.1f} s, SeaweedFS {server_cpu:.1f} s)", "", ""))
         finally:
             stop_seaweedfs(work / "seaweedfs")
 
     per = [1e6 * s / n for n, s, _ in verify_rows]
+    load_end = os.getloadavg()
+    loads = f"load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end (1 min; {os.cpu_count()} cores)"
     table = "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(f"""## Lineage: signed manifests, append and verification
 
-Machine: {os.cpu_count()} CPU cores shared ({platform.processor() or platform.machine()}), {date.today().isoformat()}.
+Machine: {os.cpu_count()} CPU cores shared ({platform.processor() or platform.machine()}), {date.today().isoformat()}, {loads}.
 Rerun: `.venv/bin/python benchmarks/bench_lineage.py{' --quick' if args.quick else ''}`.
 Reference: the JSON-lines log before the audit-lineage issue (`trialsynth/lineage.py` at {ref_rev}): unsigned,
 re-reads the whole log on every append, verifies hashes and links only. Ratio = reference time / ours
@@ -224,9 +241,12 @@ Verification is linear in the chain length: {', '.join(f'{p:.0f}' for p in per)}
 {', '.join(f'{n:,}' for n, _, _ in verify_rows)} manifests (local store).
 An append makes the same requests whatever the chain length (S3: 7 requests, no listing;
 tests/test_lineage_chain.py counts them); differences between the two append rows are the shared
-machine's load. S3 verification reads the original version of every object with its Object Lock
-headers (two GETs per manifest: the manifest and its sequence claim, 16 threads), so on this machine,
-where SeaweedFS and the client share the same 2 busy cores, it is bound by per-request cost.
+machine's load. S3 verification of a partition = one paged ListObjectVersions (manifests, sequence claims,
+checkpoints: versions and delete markers) + one GET per manifest, which returns its bytes and its Object
+Lock mode and retain-until together (16 threads; a claim is read only where its sequence has no or
+several manifests). SeaweedFS and the client share the same cores: at 2 cores the time is bound by
+per-request CPU, so wall time moves with the machine's load; the CPU seconds of the client (this process)
+and of SeaweedFS are the load-independent cost (on an idle machine wall ≈ their sum / cores).
 """)
     print(OUT.read_text())
 

@@ -8,8 +8,17 @@ run config (the assets' ``SynthesisRunConfig`` / ``ImputationRunConfig`` and the
 - ``api_impute``: (study matrix ->) missingness_profile -> imputation_benchmark -> imputed_dataset;
 - ``api_power_simulation``: simulation-based power for one design (no partition: it reads no study data);
   the report is the op's output metadata ``report``.
+
+Every run the API launches selects the logger :data:`TRACE_LOGGER` in its run config (trialsynth/api/jobs.py):
+each log record of its asset ops becomes a JSON line on stderr (the run's compute logs) with the
+``trace_id`` and ``tenant_id`` of the API request, read from the run tags ``trialsynth/trace_id`` and
+``trialsynth/tenant`` that every record carries, so the request, the run and its ops share one trace id.
+It is registered once for all jobs (orchestration/definitions.py); runs that do not select it keep
+Dagster's console logger.
 """
 
+import logging
+import sys
 from typing import Any
 
 import dagster as dg
@@ -56,3 +65,40 @@ def api_power_simulation_job() -> None:
 
 
 API_JOBS = [api_synth_train_job, api_synth_generate_job, api_impute_job, api_power_simulation_job]
+
+TRACE_LOGGER = "trialsynth_trace"
+DAGSTER_EXTRAS = {"dagster_meta", "dagster_event", "dagster_event_batch_metadata"}  # objects, not JSON: left out
+TRACE_TAG, TENANT_TAG = "trialsynth/trace_id", "trialsynth/tenant"
+
+
+def _with_run_tags(record: logging.LogRecord) -> bool:
+    """Put the run's trace id, tenant, run, step and event on the record (Dagster attaches its
+    ``dagster_meta``, the run tags included, to every record it hands a logger)."""
+    meta = getattr(record, "dagster_meta", None) or {}
+    tags = meta.get("job_tags") or {}
+    event = meta.get("dagster_event")
+    record.trace_id, record.tenant_id = tags.get(TRACE_TAG), tags.get(TENANT_TAG)
+    record.run_id, record.step_key = meta.get("run_id"), meta.get("step_key")
+    record.event = getattr(event, "event_type_value", None)
+    if "orig_message" in meta:  # the user's message, not Dagster's "job - run - step - event - message" line
+        record.msg, record.args = meta["orig_message"], ()
+    return True
+
+
+@dg.logger(description="JSON lines on stderr with the API request's trace id and tenant (from the run tags).")
+def trace_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    from trialsynth.api.observability import JsonFormatter  # at run time: keeps the Definitions load lean
+
+    class RunJsonFormatter(JsonFormatter):
+        _STANDARD = JsonFormatter._STANDARD | DAGSTER_EXTRAS
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_with_run_tags)
+    handler.setFormatter(RunJsonFormatter())
+    logger = logging.Logger(f"trialsynth.run.{init_context.run_id}", logging.DEBUG)  # as Dagster's console; unregistered
+    logger.addHandler(handler)
+    return logger
+
+
+LOGGERS = {"console": dg.colored_console_logger, TRACE_LOGGER: trace_logger}
+"""The loggers every job may select (Definitions' default loggers); without a selection Dagster uses its console."""

@@ -60,11 +60,11 @@ def _definitions() -> "dg.Definitions":
 
     from assets import design, imputation, ingest, missingness, rbqm, study_data, synthesis, warehouse
     from assets import lineage as lineage_assets
-    from orchestration.api_jobs import API_JOBS
-    from orchestration.jobs import marts_refresh_job, study_pipeline_job
+    from orchestration.api_jobs import API_JOBS, LOGGERS
+    from orchestration.jobs import approved_generation_job, marts_refresh_job, study_pipeline_job
     from orchestration.resources import LakeResource, LineageResource, RegistryResource
     from orchestration.schedules import marts_automation, nightly_marts_refresh
-    from orchestration.sensors import landing_sensor
+    from orchestration.sensors import approval_sensor, landing_sensor
     from trialsynth.security import check_keys
     from trialsynth.settings import get_settings
 
@@ -73,9 +73,11 @@ def _definitions() -> "dg.Definitions":
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules([ingest, study_data, missingness, imputation, synthesis, design, rbqm]),
                 *warehouse.dbt_steps, lineage_assets.lineage_verification],
-        jobs=[study_pipeline_job, marts_refresh_job, lineage_assets.lineage_verification_job, *API_JOBS],
-        sensors=[landing_sensor, marts_automation],
+        jobs=[study_pipeline_job, approved_generation_job, marts_refresh_job, lineage_assets.lineage_verification_job,
+              *API_JOBS],
+        sensors=[landing_sensor, approval_sensor, marts_automation],
         schedules=[nightly_marts_refresh, lineage_assets.nightly_lineage_verification],
+        loggers=LOGGERS,  # API runs select the trace logger (orchestration/api_jobs.py)
         resources={
             "lake": LakeResource(),
             "lineage": LineageResource(store=settings.lineage.store),

@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
-import polars as pl
 from pydantic import PrivateAttr
 
-from trialsynth.ingest.bronze import write_parquet_atomic
+from trialsynth.hashing import sha256_bytes
+from trialsynth.ingest.raw_zone import MANIFEST, RAW_POINTER
 from trialsynth.lineage import ChainStore, LocalLineageStore, file_dataset, open_store
 from trialsynth.names import split_partition_key
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
+from trialsynth.storage import LakeStore, open_lake_store
 from trialsynth.study_config import StudyConfig, load_study_config
 from trialsynth.tenancy.lake import tenant_path
 from trialsynth.tenancy.postgres import install_tenant_guard
 
+if TYPE_CHECKING:  # pandas and polars load at run time, not with the definitions (issue 14's load budget)
+    import pandas as pd
+    import polars as pl
+
 
 class LakeResource(dg.ConfigurableResource):
-    """Paths of the landing zone, raw zone and lake. Empty values fall back to :class:`Settings`.
+    """The lake's zones through one interface (:mod:`trialsynth.storage`): the raw zone, bronze,
+    quarantine and analytics files of each tenant/study partition, on local disk or in an S3 bucket as
+    the settings' ``lake.store`` says (this is the one place that chooses). Assets address files by
+    partition key and a key relative to the partition (``"bronze/dm.parquet"``), never by path.
 
-    Every path it hands out or opens for a partition is checked to stay under the partition tenant's
-    folders (``..`` and symlinks followed; :func:`trialsynth.tenancy.tenant_path`): a job of tenant A
-    given a path of tenant B raises TenantPathError before reading or writing anything."""
+    Every key is checked to stay under the partition tenant's prefix (``..`` refused; symlinks followed
+    on the local store; :func:`trialsynth.storage.tenant_key`): a job of tenant A given a key of tenant
+    B raises TenantPathError before reading or writing anything. Every read of an object below a folder
+    whose S3 publish has not completed (a run killed half way through publishing bronze) raises
+    IncompletePublishError naming the partition; rerunning the step republishes the folder whole
+    (:mod:`trialsynth.storage.lake`). ``data_dir`` (tests): another data folder than the settings'. The
+    landing zone and local state (drop registries) are local folders."""
 
     data_dir: str = ""
 
@@ -39,24 +52,32 @@ class LakeResource(dg.ConfigurableResource):
 
     @property
     def raw_dir(self) -> Path:
+        """The raw zone's folder on the local store (unused when the lake is in S3)."""
         return self._settings().raw_dir
 
     @property
     def lake_dir(self) -> Path:
+        """The lake's local folder: the whole lake on the local store; drop registries on any store."""
         return self._settings().lake_dir
 
     @property
     def designs_dir(self) -> Path:
         return get_settings().designs_path
 
+    def store(self, zone: str = "lake") -> LakeStore:
+        """The store of ``zone`` (``lake`` or ``raw``) the current settings choose."""
+        return open_lake_store(self._settings(), zone)
+
     def tenant_path(self, partition_key: str, path: str | Path) -> Path:
         """``path`` (absolute, lake-relative, or a ``lake:<lake-relative>`` location), resolved, if it lies
-        under the partition tenant's folder of the lake, raw zone or landing zone; else TenantPathError."""
+        under the partition tenant's local folder of the lake, raw zone or landing zone; else TenantPathError."""
         text = str(path)
         return tenant_path((self.lake_dir, self.raw_dir, self.landing_dir), split_partition_key(partition_key)[0],
                            text[len("lake:"):] if text.startswith("lake:") else path)
 
     def study_dir(self, partition_key: str) -> Path:
+        """The partition's local folder: its drop registry and other local state (and, on the local store,
+        the partition's lake files, which assets reach by key, never through this path)."""
         tenant, study = split_partition_key(partition_key)
         path = self.lake_dir / tenant / study
         self.tenant_path(partition_key, path)  # a study folder symlinked into another tenant's fails here
@@ -66,19 +87,87 @@ class LakeResource(dg.ConfigurableResource):
         """The partition's ``data/studies/<study>.yaml`` settings and the file they came from."""
         return load_study_config(get_settings().studies_path, split_partition_key(partition_key)[1])
 
-    def read_bronze(self, partition_key: str, domain: str) -> pl.DataFrame:
-        return pl.read_parquet(self.tenant_path(partition_key, self.study_dir(partition_key) / "bronze" / f"{domain}.parquet"))
-
-    def write_table(self, partition_key: str, relpath: str, frame: pd.DataFrame | pl.DataFrame) -> tuple[Path, str]:
-        """Write an analytics table under the study's lake folder, prefixed with tenant_id and
-        study_id (so dbt can union all partitions); atomic. Returns (path, sha256)."""
+    def key(self, partition_key: str, relative: str, zone: str = "lake") -> str:
+        """The zone key ``<tenant>/<study>/<relative>``, checked to stay under the tenant's prefix."""
         tenant, study = split_partition_key(partition_key)
-        df = pl.from_pandas(frame) if isinstance(frame, pd.DataFrame) else frame
+        return self.store(zone).guard(tenant, f"{tenant}/{study}/{relative}".rstrip("/"))
+
+    def uri(self, partition_key: str, relative: str, zone: str = "lake") -> str:
+        return self.store(zone).uri(self.key(partition_key, relative, zone))
+
+    def exists(self, partition_key: str, relative: str) -> bool:
+        return self.store().exists(self.key(partition_key, relative))
+
+    def sha256(self, partition_key: str, relative: str) -> str:
+        return sha256_bytes(self.store().read_bytes(self.key(partition_key, relative)))
+
+    def delete(self, partition_key: str, relative: str) -> None:
+        self.store().delete(self.key(partition_key, relative))
+
+    def read_json(self, partition_key: str, relative: str) -> Any:
+        return self.store().read_json(self.key(partition_key, relative))
+
+    def write_json(self, partition_key: str, relative: str, value: Any) -> tuple[str, str]:
+        """Store ``value`` as JSON; returns (uri, sha256)."""
+        key = self.key(partition_key, relative)
+        return self.store().uri(key), self.store().write_json(key, value)
+
+    def read_bronze(self, partition_key: str, domain: str) -> pl.DataFrame:
+        return self.store().read_parquet(self.key(partition_key, f"bronze/{domain}.parquet"))
+
+    def read_table(self, partition_key: str, relative: str) -> pd.DataFrame:
+        return self.store().read_pandas(self.key(partition_key, relative))
+
+    def write_table(self, partition_key: str, relative: str, frame: pd.DataFrame | pl.DataFrame) -> tuple[str, str]:
+        """Write an analytics table under the study's lake prefix, prefixed with tenant_id and
+        study_id (so dbt can union all partitions); atomic. Returns (uri, sha256)."""
+        import polars as pl
+
+        tenant, study = split_partition_key(partition_key)
+        df = frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
         df = df.select(pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id"),
                        pl.all().exclude("tenant_id", "study_id"))
-        path = self.study_dir(partition_key) / relpath
-        self.tenant_path(partition_key, path)  # relpath "../../other-tenant/..." fails here
-        return path, write_parquet_atomic(df, path)
+        key = self.key(partition_key, relative)  # relative "../../other-tenant/..." fails here
+        return self.store().uri(key), self.store().write_parquet(key, df)
+
+    @contextmanager
+    def working_copy(self, partition_key: str, *relatives: str, fetch: str = "*", zone: str = "lake") -> Iterator[Path]:
+        """A local folder laid out as the zone (``<folder>/<tenant>/<study>/...``) with the partition's
+        objects below ``relatives`` (those matching ``fetch``, relative to the partition), for code that
+        needs files; what it changes there is published on a clean exit (:meth:`LakeStore.working_copy`)."""
+        tenant, study = split_partition_key(partition_key)
+        keys = [self.key(partition_key, r, zone) for r in relatives]
+        with self.store(zone).working_copy(*keys, fetch=f"{tenant}/{study}/{fetch}") as root:
+            yield root
+
+    def local_uri(self, copy_root: Path, path: Path, zone: str = "lake") -> str:
+        """Where a file of a :meth:`working_copy` (rooted at ``copy_root``) is published."""
+        return self.store(zone).uri(path.relative_to(copy_root).as_posix())
+
+    def known_tenants(self) -> list[str]:
+        """Tenants that already have data in the raw zone (they keep their name when a new folder clashes)."""
+        return self.store("raw").children()
+
+    def point_raw(self, partition_key: str, drop_id: str, version: int) -> bool:
+        """Point the partition's ``raw_pointer.json`` (the raw version its bronze step reads) at version
+        ``version`` of drop ``drop_id``, as that version's raw-zone manifest says; False when it already did."""
+        relative = f"{drop_id}/v{version}"
+        manifest = self.store("raw").read_json(self.key(partition_key, f"{relative}/{MANIFEST}", "raw"))
+        pointer = {"drop_id": drop_id, "version": version, "path": self.uri(partition_key, relative, "raw"),
+                   "files": manifest["files"], "content_hash": manifest["content_hash"]}
+        if self.exists(partition_key, RAW_POINTER) and self.read_json(partition_key, RAW_POINTER) == pointer:
+            return False
+        self.write_json(partition_key, RAW_POINTER, pointer)
+        return True
+
+
+def lake_dataset(uri: str, sha256: str) -> dict[str, str]:
+    """A lake file or object (a :meth:`LakeResource.uri`) as a lineage output dataset: S3 objects as
+    namespace ``s3://<bucket>``, name = object key (what verification re-reads); files by path."""
+    if uri.startswith("s3://"):
+        bucket, key = uri[len("s3://"):].split("/", 1)
+        return {"namespace": f"s3://{bucket}", "name": key, "sha256": sha256, "kind": "bytes"}
+    return file_dataset(uri, sha256)
 
 
 class LineageResource(dg.ConfigurableResource):
@@ -104,13 +193,14 @@ class LineageResource(dg.ConfigurableResource):
 
     def record(self, partition_key: str, output_path: Path | str | None = None, **fields: Any) -> dict:
         """Append the manifest of one materialization; ``fields`` as in
-        :data:`trialsynth.lineage.manifest.RECORD_FIELDS`. ``output_path``: the lake file whose sha256 is
-        ``output_sha256`` (verification re-hashes it; without it the output has no location)."""
+        :data:`trialsynth.lineage.manifest.RECORD_FIELDS`. ``output_path``: the lake file or object
+        (:meth:`LakeResource.uri`) whose sha256 is ``output_sha256`` (verification re-hashes it; without it
+        the output has no location)."""
         tenant, study = split_partition_key(partition_key)
         if output_path is not None:
             if not fields.get("output_sha256"):
                 raise ValueError("output_path needs output_sha256 (the sha256 of that file)")
-            fields["outputs"] = [file_dataset(output_path, fields["output_sha256"])]
+            fields["outputs"] = [lake_dataset(str(output_path), fields["output_sha256"])]
         return self.get_store().append(tenant, study, {"partition": partition_key, "run_id": self._run_id, **fields})
 
 

@@ -9,6 +9,10 @@
 - ``nightly_marts_refresh`` (on by default): rebuilds the RBQM inputs and every mart of every registered
   study at 02:00 UTC, which picks up what automation does not see: changed dbt SQL, and the study
   configs the RBQM assets read.
+- ``nightly_lineage_verification`` (on by default; declared beside its job in assets/lineage.py):
+  verifies every lineage chain at 03:30 UTC and writes the lineage status files, from which
+  ``marts_automation`` (their upstream was updated) and the next marts refresh rebuild
+  ``mart_lineage_status`` ("lineage verified at <time>").
 """
 
 import dagster as dg

@@ -14,6 +14,10 @@ so a redelivered drop is not ingested twice and the daemon never repeats a run t
 carry the tags ``trialsynth/tenant``, ``trialsynth/study``, ``trialsynth/drop_id``,
 ``trialsynth/content_hash``, ``trialsynth/drop_arrival`` and ``trialsynth/drop_attempt``. When nothing is
 requested, the skip reason on the sensor's page states each study's drops.
+
+The approval sensor (:func:`approval_sensor`) is the daemon's half of the approval flow: a study whose
+cohort waits for approval of its draft model gets one ``approved_generation`` run of its partition
+once the registry records that model approved.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from functools import lru_cache
 
 import dagster as dg
 
-from orchestration.jobs import study_pipeline_job
+from orchestration.jobs import approved_generation_job, study_pipeline_job
 from orchestration.partitions import TENANT_STUDY
-from orchestration.resources import LakeResource
+from orchestration.resources import LakeResource, RegistryResource
 from trialsynth.ingest.drops import (
     DropRecord,
     DropRegistry,
@@ -37,8 +41,7 @@ from trialsynth.ingest.drops import (
     study_registries,
 )
 from trialsynth.ingest.landing import Drop, scan_ready_drops
-from trialsynth.ingest.raw_zone import known_tenants, read_version, write_pointer
-from trialsynth.names import partition_key
+from trialsynth.names import partition_key, split_partition_key
 
 RUN_KEY_TAG = "dagster/run_key"
 
@@ -114,7 +117,7 @@ class LandingPlan:
 
 def plan_landing(lake: LakeResource, instance: dg.DagsterInstance) -> LandingPlan:
     """Evaluate the landing zone against the drop registries and the Dagster runs (see module doc)."""
-    drops, skipped = scan_ready_drops(lake.landing_dir, known_tenants(lake.raw_dir))
+    drops, skipped = scan_ready_drops(lake.landing_dir, lake.known_tenants())
     registries = {partition_key(r.tenant, r.study): r for r in study_registries(lake.lake_dir)}
     ready: dict[str, list[tuple[Drop, str]]] = defaultdict(list)
     for drop in drops:
@@ -146,8 +149,7 @@ def _point_at_current(lake: LakeResource, plan: StudyPlan) -> None:
     current = plan.current
     if current is None or current.raw_version is None or plan.in_flight is not None:
         return
-    raw = read_version(lake.raw_dir, current.tenant, current.study, current.drop_id, current.raw_version)
-    if write_pointer(lake.lake_dir / current.tenant / current.study, raw):
+    if lake.point_raw(current.partition_key, current.drop_id, current.raw_version):
         plan.changes.append(f"{current.partition_key}: raw pointer back on drop {current.drop_id} v{current.raw_version}, "
                             "the drop the study's bronze holds")
 
@@ -169,3 +171,44 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> d
         asset_events=drop_observations(plan, registered),
         skip_reason=None if requests else plan.describe(),
     )
+
+
+APPROVED_MODEL_TAG = "trialsynth/approved_model"
+
+
+def approval_run_request(partition: str, model_id: str) -> dg.RunRequest:
+    """The generation run of ``partition`` from the approved model ``model_id`` (pinned by run config,
+    so a model trained since cannot take its place); one run per (study, model): the run key."""
+    tenant, study = split_partition_key(partition)
+    config = {"config": {"model_id": model_id}}
+    return dg.RunRequest(
+        run_key=f"approved:{partition}:{model_id}", partition_key=partition,
+        run_config={"ops": {"synthetic_cohort": config, "evidence_pack": config}},
+        tags={"trialsynth/tenant": tenant, "trialsynth/study": study, APPROVED_MODEL_TAG: model_id},
+    )
+
+
+@dg.sensor(job=approved_generation_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def approval_sensor(context: dg.SensorEvaluationContext, lake: LakeResource,
+                    registry: RegistryResource) -> dg.SensorResult:
+    """Generates the cohort of each study that waits for approval of its model (the ``synthetic_cohort``
+    asset left ``synthesis/waiting.json``) once the registry records that model approved: one run of
+    that study's partition only. The skip reason names each model still waiting and its status. A
+    generation run that fails keeps the study waiting but is not repeated (same run key): rerun it
+    from the UI or ``trialsynth run``."""
+    from assets.synthesis import waiting_for_approval, waiting_message
+
+    waiting = waiting_for_approval(lake, registry.get())
+    requests, still = [], []
+    for partition, (model_id, status) in sorted(waiting.items()):
+        if status == "approved":
+            context.log.info(f"{partition}: model {model_id} was approved: generating its synthetic cohort")
+            requests.append(approval_run_request(partition, model_id))
+        elif status == "draft":
+            still.append(f"{partition}: {waiting_message(model_id)}")
+        else:
+            still.append(f"{partition}: waits for model {model_id}, which is {status}: it will not generate; "
+                         "train and approve another model")
+    if requests:
+        return dg.SensorResult(run_requests=requests)
+    return dg.SensorResult(skip_reason="; ".join(still) or "no study waits for a model approval")

@@ -64,7 +64,12 @@ ROW_LIMIT = 50000
 _CACHE_DIR = str(_HOME / "cache")
 CACHE_CONFIG = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": _CACHE_DIR, "CACHE_DEFAULT_TIMEOUT": 600,
                 "CACHE_KEY_PREFIX": "superset_"}
-DATA_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_KEY_PREFIX": "superset_data_"}
+# Chart results are kept a day in their own folder, which run_superset.sh empties after each publish:
+# the serving file only changes there, so a cached result is never staler than the published marts,
+# and every dashboard after the first viewer of a tenant reads its charts from the cache.
+DATA_CACHE_DIR = _HOME / "cache" / "data"
+DATA_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_DIR": str(DATA_CACHE_DIR), "CACHE_DEFAULT_TIMEOUT": 86400,
+                     "CACHE_KEY_PREFIX": "superset_data_"}
 FILTER_STATE_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_KEY_PREFIX": "superset_filter_"}
 EXPLORE_FORM_DATA_CACHE_CONFIG = {**CACHE_CONFIG, "CACHE_KEY_PREFIX": "superset_explore_"}
 RESULTS_BACKEND = FileSystemCache(str(_HOME / "sqllab_results"))
@@ -88,3 +93,32 @@ TALISMAN_CONFIG = {
     "session_cookie_secure": False,
 }
 THEME_FONT_URL_ALLOWED_DOMAINS: list[str] = []
+
+
+# Viewers who open a page their role does not allow (a link to an API URL, SQL Lab, a dataset
+# editor) get a readable page instead of Superset's raw JSON 401/403 body. Only for browser
+# navigations (Sec-Fetch-Mode: navigate, or HTML preferred over JSON): the UI's own API calls keep
+# their JSON errors.
+_DENIED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No access</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto; line-height: 1.5">
+<h1>You do not have access to this page</h1>
+<p>Your account can view its organisation's dashboards, but not this page ({path}).</p>
+<p>If you need it, ask your trialsynth administrator for access.</p>
+<p><a href="/dashboard/list/">Back to the dashboards</a></p></body></html>"""
+
+
+def _friendly_denials(app):  # noqa: ANN001, ANN202 - Flask app mutator
+    from flask import request
+    from markupsafe import escape
+
+    @app.after_request
+    def _html_for_people(response):  # noqa: ANN001, ANN202
+        navigating = request.headers.get("Sec-Fetch-Mode") == "navigate" or (
+            request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html")
+        if response.status_code in (401, 403) and response.mimetype == "application/json" and navigating:
+            response.set_data(_DENIED_PAGE.format(path=escape(request.path)))
+            response.mimetype = "text/html"
+        return response
+
+
+FLASK_APP_MUTATOR = _friendly_denials

@@ -15,6 +15,7 @@ from tests.api_support import auth, client, local_settings
 from trialsynth.api.auth import TokenVerifier, hs256_secret, jwks_document
 from trialsynth.api.problems import ProblemError
 from trialsynth.registry import ModelRegistry
+from trialsynth.security import KeyService
 from trialsynth.settings import Settings
 
 
@@ -98,7 +99,7 @@ def _model(settings, tenant: str) -> str:
     artifact = settings.lake_dir / tenant / "m.pkl"
     artifact.parent.mkdir(parents=True, exist_ok=True)
     artifact.write_bytes(b"model")
-    return ModelRegistry(settings.registry_sqlalchemy_url).register(
+    return ModelRegistry(settings.registry_sqlalchemy_url, keys=KeyService(settings)).register(
         kind="synthesizer", name=f"{tenant}/ST-1/copula", trained_by="test", training_data_sha256="0" * 64,
         artifact_path=artifact)
 

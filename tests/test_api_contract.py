@@ -34,7 +34,7 @@ def test_every_post_requires_an_idempotency_key_and_documents_problems():
                 assert "application/problem+json" in op["responses"]["401"]["content"], (path, method)
 
 
-CROSS_FIELD_RULES = ("/ingest/v1/drops", "/simulate/v1/power")
+CROSS_FIELD_RULES = ("/ingest/v1/drops", "/ingest/v1/drops/uploads", "/simulate/v1/power")
 _tmp = tempfile.TemporaryDirectory(prefix="api-contract-")  # removed when the test process ends
 _settings = local_settings(Path(_tmp.name), rate_burst=100_000, dagster_timeout_s=0.2)
 schema = schemathesis.openapi.from_path(SPEC_PATH)  # the committed spec, not the one the app serves
@@ -62,7 +62,8 @@ def test_api_conforms_to_its_committed_spec(case):
         headers["Idempotency-Key"] = uuid.uuid4().hex
     response = case.call(headers=headers)
     # rules no schema states: an upload's file names and their uniqueness, the power request's cross-field
-    # rules (which effect each endpoint needs, p_treatment != p_control); hand-tested in test_api_ingest.py
+    # rules (which effect each endpoint needs, p_treatment != p_control); hand-tested in test_api_ingest.py,
+    # test_api_uploads.py
     # and test_api_power.py
     excluded = [positive_data_acceptance] if case.operation.path in CROSS_FIELD_RULES else []
     if response.status_code == 503:  # Dagster is unreachable here by design: the documented 503 + Retry-After

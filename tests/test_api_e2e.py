@@ -19,8 +19,10 @@ from tests.api_support import (
 )
 from tests.conftest import fast_study_config
 from tests.test_ingest_drops import ingest_only
+from trialsynth.artifacts import read_evidence
 from trialsynth.demo.generator import generate_study
 from trialsynth.runner import process_landing_zone
+from trialsynth.security import KeyService
 from trialsynth.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -101,7 +103,7 @@ def test_train_approve_generate_evidence_through_the_api(study):
 
         pack = c.get(result["links"]["evidence"], headers=headers)
         written = settings.study_dir("acme", STUDY) / "evidence" / batch / "evidence.json"
-        assert pack.status_code == 200 and pack.content == written.read_bytes()  # the pack that run wrote
+        assert pack.status_code == 200 and pack.content == read_evidence(written, keys=KeyService(settings))  # the pack that run wrote
         assert json.loads(pack.content)["run_id"] == batch
         html = c.get(result["links"]["report"], headers=headers)
         assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
@@ -127,3 +129,29 @@ def test_impute_job_reports_missingness_the_imputed_dataset_and_its_lineage(stud
     assert lineage["raw_input"] is not None and lineage["verify"].startswith("trialsynth verify-lineage")
     choice = json.loads((settings.study_dir("acme", STUDY) / "imputation" / "choice.json").read_text())
     assert choice["mechanism"] == "MAR" and choice["repeats"] == 1  # the request's assumptions reached the run
+
+
+DP_STUDY_YAML = STUDY_YAML.replace(
+    "synthesis: {synthesizer: copula, n: 80, allow_unapproved: false}",
+    "synthesis: {synthesizer: dp_copula, n: 80, privacy: {epsilon: 1.0, estimate_domain: true, cap: {epsilon: 1.5}}}")
+
+
+def test_dp_training_through_the_api_spends_the_budget_and_the_cap_refuses_more(study, dagster_server):  # noqa: F811
+    """Last in the module: it switches the study to a DP config (public domain estimated under the budget)."""
+    settings = study
+    headers = auth(settings)
+    fast_study_config(dagster_server.root / "studies", STUDY, DP_STUDY_YAML)
+    with client(settings) as c:
+        r = c.post("/synth/v1/train", json={"study": STUDY, "privacy": {"epsilon": 1.0}, "seed": 3},
+                   headers=headers | {"Idempotency-Key": "e2e-dp-train"})
+        assert r.status_code == 202, r.text
+        trained = finished(c, headers, r.json()["job_id"])
+        assert trained["status"] == "succeeded", trained["result"]
+        assert trained["result"]["privacy"] == "(epsilon=1, delta=1e-06)-DP"
+        spend = c.app.state.ctx.registry.privacy_of(trained["result"]["model_id"])
+        assert (spend.mechanism, spend.epsilon, spend.study) == ("dp_copula", 1.0, f"acme/{STUDY}")
+        more = c.post("/synth/v1/train", json={"study": STUDY, "privacy": {"epsilon": 1.0}, "seed": 3,
+                                               "synthesizer": "mst"},
+                      headers=headers | {"Idempotency-Key": "e2e-dp-more"})
+        assert more.status_code == 409, more.text
+        assert more.json()["spent"]["epsilon"] == 1.0 and more.json()["remaining"]["epsilon"] == 0.5

@@ -80,6 +80,19 @@ def test_train_runs_the_study_partition_with_the_request_as_run_config(api, dags
     assert r.status_code == 404 and r.json()["errors"][0]["field"] == "body.study"
 
 
+def test_dp_train_runs_with_the_requests_privacy_budget_and_the_trace_logger(api, dagster_server):  # noqa: F811
+    t = tenant()
+    settings = api.app.state.ctx.settings
+    (settings.study_dir(t, "ST-1") / "bronze").mkdir(parents=True)
+    body = {"study": "ST-1", "synthesizer": "dp_copula", "privacy": {"epsilon": 0.5, "delta": 1e-7}, "seed": 3}
+    r = api.post("/synth/v1/train", json=body, headers=auth(settings, t) | {"Idempotency-Key": "dp-1"})
+    assert r.status_code == 202, r.text
+    config = yaml.safe_load(run_of(dagster_server, r.json()["dagster_run_id"])["runConfigYaml"])
+    assert config["ops"]["synthesizer_model"]["config"]["privacy"] == {"epsilon": 0.5, "delta": 1e-7}
+    assert config["ops"]["synthesizer_model"]["config"]["synthesizer"] == "dp_copula"
+    assert config["loggers"] == {"trialsynth_trace": {}}
+
+
 def test_another_tenants_job_answers_404_like_an_unknown_id(api):
     settings = api.app.state.ctx.settings
     owner, other = tenant(), tenant()

@@ -14,6 +14,7 @@ import pytest
 
 from models.evidence.closest import CLOSEST_COLUMNS
 from tests.conftest import fast_study_config
+from trialsynth.artifacts import read_evidence
 from trialsynth.demo.generator import generate_study, write_drop
 from trialsynth.runner import process_landing_zone
 from trialsynth.settings import get_settings
@@ -56,7 +57,7 @@ def test_knn_donors_and_closest_records_are_written_beside_their_outputs(setting
     cohort = pd.read_parquet(lake / "synthesis" / "synthetic_cohort.parquet")
     assert list(closest.columns) == ["tenant_id", "study_id", *CLOSEST_COLUMNS, "run_id"]  # for a dbt mart
     assert len(closest) == 2 * len(cohort) and (closest["run_id"] == pack_dir.name).all()
-    evidence = json.loads((pack_dir / "evidence.json").read_text())
+    evidence = json.loads(read_evidence(pack_dir / "evidence.json"))  # encrypted at rest
     assert any("Gaussian copula instead of the default ctgan" in n for n in evidence["details"]["notes"])
     assert evidence["details"]["utility_targets"]["reason"]
     assert "ARM" not in evidence["details"]["utility_targets"]["targets"]

@@ -17,7 +17,14 @@ from openlineage.client.serde import Serde
 
 from tests.lineage_support import BACKENDS, fill, keys_of, make_store, verify
 from trialsynth.hashing import canonical_json
-from trialsynth.lineage import FileSigner, KeyRing, LocalLineageStore, checkpoint_verified, verify_chain
+from trialsynth.lineage import (
+    FileSigner,
+    KeyRing,
+    LocalLineageStore,
+    checkpoint_verified,
+    verify_chain,
+    verify_store,
+)
 from trialsynth.lineage import manifest as manifest_mod
 from trialsynth.lineage.merkle import merkle_root, prefix_roots
 
@@ -129,6 +136,28 @@ def test_append_is_constant_work_whatever_the_chain_length(tmp_path):
         cost[length] = dict(calls)
         store = LocalLineageStore(tmp_path / "lake", store.signer)
     assert cost[2] == cost[40] and cost[2]["scan"] == 0  # no re-read of the log
+
+
+def test_verification_reads_each_manifest_once_and_no_claim(tmp_path):
+    """Verification costs one listing per partition and one read per manifest (the claims' listing
+    entries suffice), so it is linear in the chain length."""
+    store = LocalLineageStore(tmp_path / "lake", FileSigner(tmp_path / "k.pem"))
+    cost = {}
+    for length in (3, 12):
+        fill(store, f"t{length}", "S1", length, tmp_path / "out")
+        read: list[str] = []
+        original = store.backend.get
+
+        def get(key, version_id=None, _read=read, _get=original):
+            _read.append(key)
+            return _get(key, version_id)
+        store.backend.get = get
+        calls = _counting(store.backend)
+        assert verify_store(store, KeyRing({store.signer.key_id}), partitions=[(f"t{length}", "S1")]).ok
+        assert not any("/seq/" in k for k in read) and len(read) == len(set(read))
+        cost[length] = (len(read), calls["scan"])
+        store = LocalLineageStore(tmp_path / "lake", store.signer)
+    assert cost[12][0] - cost[3][0] == 9 and cost[3][1] == cost[12][1]
 
 
 @BACKENDS

@@ -94,3 +94,7 @@ def test_lineage_on_s3_from_settings(settings, seaweedfs, monkeypatch, capsys, t
     out.write_bytes(b"changed")
     assert main(["verify-lineage", "--tenant", "acme"]) == 1
     assert "sequence 0, asset 'qtl_limits': output file:" in capsys.readouterr().out
+    out.write_bytes(b"qtl")
+    client.put_object(Bucket=bucket, Key=key, Body=b"forged", ChecksumAlgorithm="SHA256")  # a plain overwrite
+    assert main(["verify-lineage"]) == 1
+    assert f"first broken link: partition acme|S1, sequence 0: {key} was overwritten (2 versions)" in capsys.readouterr().out

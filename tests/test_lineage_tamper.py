@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from tests.lineage_support import BACKENDS, fill, make_store, raw_delete, raw_read, raw_write, verify
 from trialsynth.lineage import FileSigner, LocalLineageStore, ObjectExistsError, checkpoint_verified
+from trialsynth.lineage.backends import protect_bucket
 from trialsynth.lineage.store import claim_key, head_key, manifest_key, partition_prefix
 
 T, S = "acme", "S1"
@@ -42,13 +43,16 @@ def _error_code(excinfo) -> str:
 def test_s3_refuses_to_replace_or_delete_a_locked_manifest(tmp_path, request):
     store, records = _chain("s3", tmp_path, request)
     client, bucket, key = store.backend.client, store.backend.bucket, _key(records[2])
+    assert "has no bucket policy refusing deletes under lineage/" in verify(store).describe()
+    protect_bucket(client, bucket, "lineage/")
+    assert verify(store).ok and "bucket policy" not in verify(store).describe()
     with pytest.raises(ObjectExistsError):  # the store's own write path: If-None-Match
         store.backend.put_new(key, b"forged")
     with pytest.raises(ClientError) as exc:
         client.put_object(Bucket=bucket, Key=key, Body=b"forged", IfNoneMatch="*", ChecksumAlgorithm="SHA256")
     assert _error_code(exc) == "PreconditionFailed"
     original = store.backend.scan(key)[key].original
-    with pytest.raises(ClientError) as exc:
+    with pytest.raises(ClientError) as exc:  # the locked version itself
         client.delete_object(Bucket=bucket, Key=key, VersionId=original)
     assert _error_code(exc) == "AccessDenied"
     # the governance bypass header does not bypass COMPLIANCE mode, for deletes nor for shorter retention
@@ -59,15 +63,31 @@ def test_s3_refuses_to_replace_or_delete_a_locked_manifest(tmp_path, request):
         client.put_object_retention(Bucket=bucket, Key=key, VersionId=original, BypassGovernanceRetention=True,
                                     Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(seconds=5)})
     assert _error_code(exc) == "AccessDenied"
-    assert raw_read(store, key) == store.backend.get(key, original).data
-    # What S3 versioning does allow, a newer version on top or a delete marker, leaves the locked
-    # original in place: the chain still reads it, and verification names both.
+    # a DELETE without version id (a delete marker over the locked version): refused by the bucket policy
+    for target in (key, claim_key(T, S, 3)):
+        with pytest.raises(ClientError) as exc:
+            client.delete_object(Bucket=bucket, Key=target)
+        assert _error_code(exc) == "AccessDenied"
+    assert not any(v.delete_markers for v in store.backend.scan(partition_prefix(T, S)).values())
+    # A plain PUT over it (no If-None-Match) is what SeaweedFS cannot refuse without refusing the store's
+    # own conditional writes (see protect_bucket): it adds a version on top of the locked original, which
+    # the chain still reads and verification names, key and all.
     raw_write(store, key, b"forged")
+    assert raw_read(store, key) == b"forged" and store.backend.get(key, original).data != b"forged"
+    assert [r["hash"] for r in store.read(T, S)] == [r["hash"] for r in records]
+    first = _first_failure(store)
+    assert first.sequence == 2 and first.problem.startswith(f"{key} was overwritten (2 versions)")
+
+
+def test_s3_delete_marker_over_a_locked_object_is_named(tmp_path, request):
+    """Without the bucket policy S3 versioning accepts a DELETE as a delete marker on top of the
+    locked version: verification names it (the claim, here) and still reads the original."""
+    store, records = _chain("s3", tmp_path, request)
     raw_delete(store, claim_key(T, S, 3))
     assert [r["hash"] for r in store.read(T, S)] == [r["hash"] for r in records]
-    report = verify(store)
-    assert report.first_failure.sequence == 2 and "was overwritten (2 versions)" in report.first_failure.problem
-    assert any(f.sequence == 3 and "deleted (delete marker)" in f.problem for f in report.partitions[0].failures)
+    first = _first_failure(store)
+    assert first.sequence == 3 and first.problem == (f"{claim_key(T, S, 3)} was deleted (delete marker); "
+                                                      "the original locked version is the one verified")
 
 
 def test_one_byte_changed_in_a_local_manifest(tmp_path, request):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import fast_study_config
+from trialsynth.artifacts import read_evidence
 from trialsynth.cli import main
 from trialsynth.demo.generator import generate_study, write_drop
 from trialsynth.lineage import LocalLineageStore, verify_chain
@@ -105,7 +106,7 @@ def test_demo_study_end_to_end_with_approval_gate(demo_run, capsys):
     assert gen[0]["input_sha256s"]["training_data"] == model.training_data_sha256
 
     (pack_dir,) = [p for p in (lake / "evidence").iterdir() if (p / "evidence.json").exists()]
-    html = (pack_dir / "report.html").read_text()
+    html = read_evidence(pack_dir / "report.html").decode()  # encrypted at rest with the tenant's key
     assert "data:image/png;base64" in html and "http://" not in html and "https://" not in html
     assert main(["evidence", "show", pack_dir.name]) == 0
     assert "wasserstein" in capsys.readouterr().out.lower()

@@ -48,8 +48,9 @@ def postgres_scratch_url(request) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def registry(request, tmp_path) -> ModelRegistry:
-    """A fresh registry on SQLite and on Postgres (its registry tables are dropped first)."""
+def registry(request, tmp_path, settings) -> ModelRegistry:
+    """A fresh registry on SQLite and on Postgres (its registry tables are dropped first); artifacts
+    live in the (tmp_path) settings' lake."""
     if request.param == "sqlite":
         return ModelRegistry(f"sqlite:///{tmp_path / 'sub' / 'registry.sqlite'}")
     engine = create_engine(request.getfixturevalue("postgres_scratch_url"))
@@ -57,11 +58,16 @@ def registry(request, tmp_path) -> ModelRegistry:
     return ModelRegistry(engine=engine)
 
 
-@pytest.fixture
-def artifact(tmp_path) -> Path:
-    path = tmp_path / "model.pt"
-    path.write_bytes(b"weights v1")
+def lake_file(settings, name: str, data: bytes) -> Path:
+    path = settings.lake_dir / "acme" / "S1" / "models" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
     return path
+
+
+@pytest.fixture
+def artifact(settings) -> Path:
+    return lake_file(settings, "model.pt", b"weights v1")
 
 
 def register(registry: ModelRegistry, artifact: Path, **overrides) -> str:
@@ -87,6 +93,8 @@ def test_register_records_provenance_as_draft(registry, artifact) -> None:
     assert record.status == "draft" and record.kind == "synthesizer" and record.name == "ctgan-s01"
     assert record.trained_at == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # stored and returned in UTC
     assert record.artifact_sha256 == hashlib.sha256(b"weights v1").hexdigest()
+    assert record.artifact_uri == "lake:acme/S1/models/model.pt"
+    assert (record.artifact_key_id, record.artifact_plaintext_sha256) == (None, None)  # a plain file: not encrypted
     assert record.parameters == {"epochs": 300, "pac": 10} and record.metrics == {"detection_auc": 0.61}
     assert (record.seed, record.training_data_sha256, record.code_version) == (7, DATA_SHA, "abc123")
     [registration] = registry.history(model_id)
@@ -181,17 +189,6 @@ def test_a_tampered_draft_cannot_be_approved(registry, artifact) -> None:
     assert registry.get(model_id).status == "draft"
 
 
-def test_directory_artifacts_are_hashed_by_content(registry, tmp_path) -> None:
-    folder = tmp_path / "imputer"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    model_id = register(registry, folder, kind="imputer", name="mice")
-    assert registry.verify_artifact(model_id) == folder
-    (folder / "extra.bin").write_bytes(b"x")
-    with pytest.raises(ArtifactIntegrityError):
-        registry.verify_artifact(model_id)
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -211,9 +208,17 @@ def test_bad_registrations_raise_clear_errors(registry, artifact, overrides: dic
     assert registry.list() == []
 
 
-def test_missing_artifact_is_refused_at_registration(registry, tmp_path) -> None:
+def test_missing_artifact_is_refused_at_registration(registry, settings) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        register(registry, tmp_path / "missing.pt")
+        register(registry, settings.lake_dir / "acme" / "missing.pt")
+
+
+def test_an_artifact_outside_the_lake_is_refused(registry, tmp_path) -> None:
+    outside = tmp_path / "model.pt"
+    outside.write_bytes(b"weights")
+    with pytest.raises(RegistryError, match="nor a path under the lake .* stores artifacts by lake URI"):
+        register(registry, outside)
+    assert registry.list() == []
 
 
 def test_list_filters(registry, artifact) -> None:
@@ -270,13 +275,11 @@ def test_find_reusable_matches_data_parameters_seed_and_code(registry, artifact)
         assert registry.find_reusable(**{**identity, **change}) is None, change
 
 
-def test_find_reusable_prefers_approved_skips_broken_artifacts_and_refuses_retired(registry, tmp_path) -> None:
+def test_find_reusable_prefers_approved_skips_broken_artifacts_and_refuses_retired(registry, settings) -> None:
     identity = {"kind": "synthesizer", "name": "ctgan-s01", "training_data_sha256": DATA_SHA,
                 "parameters": {"epochs": 300, "pac": 10}, "seed": 7, "code_version": "v1"}
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    paths = [tmp_path / f"m{i}.pt" for i in range(3)]
-    for i, path in enumerate(paths):
-        path.write_bytes(b"weights %d" % i)
+    paths = [lake_file(settings, f"m{i}.pt", b"weights %d" % i) for i in range(3)]
     approved, draft, newest = (register(registry, p, code_version="v1", trained_at=start + timedelta(days=i))
                                for i, p in enumerate(paths))
     registry.approve(approved, by="bob", why="ok")
@@ -312,3 +315,20 @@ def test_privacy_spend_is_recorded_per_data_version_and_the_cap_refuses(registry
     assert registry.check_privacy_budget(spend, other_version) == pytest.approx((1.5, 9e-6))
     with pytest.raises(RegistryError, match="privacy epsilon must be a positive finite number"):
         PrivacySpend(study="s", mechanism="mst", epsilon=0.0, delta=1e-6)
+
+
+def test_training_tables_drawn_from_one_data_version_share_its_account(registry, artifact) -> None:
+    """Two seeds split the same study data into two training tables: one account (the data version)."""
+    version = hashlib.sha256(b"all subjects of drop 1").hexdigest()
+    spend = PrivacySpend(study="acme/ACME-001", mechanism="mst", epsilon=1.0, delta=1e-6, cap_epsilon=1.5,
+                         cap_delta=1e-5, data_version=version)
+    register(registry, artifact, privacy=spend)  # on DATA_SHA, this seed's training table
+    assert registry.latest_data_version("acme/ACME-001") == version
+    assert registry.privacy_spent("acme/ACME-001", version) == pytest.approx((1.0, 1e-6, 1))
+    other_split = hashlib.sha256(b"seed 4's training table").hexdigest()
+    with pytest.raises(PrivacyBudgetError, match="spent epsilon=1, delta=1e-06 by 1 model"):
+        registry.check_privacy_budget(spend, other_split)
+    with pytest.raises(PrivacyBudgetError):
+        register(registry, artifact, privacy=spend, training_data_sha256=other_split)
+    with pytest.raises(RegistryError, match="data_version must be 64 lowercase hex"):
+        PrivacySpend(study="s", mechanism="mst", epsilon=1.0, delta=1e-6, data_version="drop-1")

@@ -1,6 +1,6 @@
 """docs/security.md cannot drift from the code: its facts table is compared with what real encrypted
-objects say about themselves, and a coverage row claiming "encrypted" must point at a writer that
-calls trialsynth.security."""
+objects say about themselves (raw-zone files, a model artifact as the registry stores it, an evidence
+pack), and a coverage row claiming "encrypted" must point at a writer that calls trialsynth.security."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import re
 import stat
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from trialsynth.artifacts import save_model, write_encrypted_pack
+from trialsynth.registry import ModelRegistry
 from trialsynth.security import KeyService, keyring_path, read_header
 from trialsynth.security.envelope import MAGIC
 from trialsynth.settings import PROJECT_ROOT, Settings
@@ -99,3 +103,52 @@ def test_coverage_rows_claiming_encryption_point_at_code_that_encrypts():
             assert "trialsynth.security" in source or writer.startswith("trialsynth/security/"), (
                 f"docs/security.md says {what!r} is encrypted, but {writer} does not use trialsynth.security"
             )
+
+
+@pytest.fixture
+def product_objects(tmp_path: Path) -> tuple[KeyService, dict[str, object], dict[str, Path]]:
+    """A model artifact registered under the first key version and an evidence pack written after one
+    rotate, both by the code the assets call (the embedded lake store)."""
+    from models.evidence.pack import build_evidence_pack
+
+    keys = KeyService(Settings(data_dir=tmp_path / "data"))
+    stored = save_model({"weights": [0.5]}, "acme/S1/synthesis/models/run-1.pkl", "acme", keys)
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.sqlite'}", keys=keys)
+    record = registry.get(registry.register(kind="synthesizer", name="acme/S1/copula", trained_by="docs test",
+                                            training_data_sha256="0" * 64, artifact_path=stored.uri))
+    keys.rotate("acme")
+    rng = np.random.default_rng(0)
+    frames = [pd.DataFrame({"AGE": rng.normal(50, 9, n), "SEX": rng.choice(["F", "M"], n)}) for n in (80, 80, 40)]
+    pack = build_evidence_pack(*frames, ["SEX"], run_id="run-1", n_bootstrap=3)
+    written = write_encrypted_pack(pack, "acme/S1/evidence/run-1", "acme", keys)
+    files = {"model artifact": Path(stored.location), **{f"evidence {k}": Path(s.location) for k, s in written.items()}}
+    return keys, {"record": record, "uri": stored.uri}, files
+
+
+def test_model_artifacts_and_evidence_packs_carry_what_the_doc_says(facts, product_objects):
+    keys, registered, files = product_objects
+    pattern = _key_id_regex(facts["key id"])
+    for what, path in files.items():
+        header = read_header(path)
+        match = re.fullmatch(pattern, str(header.key_id))
+        expected = facts["first key version"] if what == "model artifact" else facts["version after one rotate"]
+        assert header.algorithm == facts["algorithm"], what
+        assert match and match["tenant"] == "acme" and int(match["n"]) == int(expected), (what, header.key_id)
+        key = path.relative_to(keys.settings.lake_dir).as_posix()
+        assert header.aad == facts["model artifact / evidence pack AAD"].replace("<key>", key), what
+    record = registered["record"]
+    key = files["model artifact"].relative_to(keys.settings.lake_dir).as_posix()
+    assert record.artifact_uri == registered["uri"] == facts["registry artifact URI"].replace("<key>", key)
+    assert record.artifact_algorithm == facts["algorithm"]
+    assert re.fullmatch(pattern, record.artifact_key_id)
+
+
+def test_the_assets_store_models_and_packs_only_through_the_encrypting_functions():
+    """The coverage rows for model artifacts and evidence packs name their callers: those must call
+    trialsynth.artifacts, and no longer write pickles or packs themselves."""
+    synthesis = (PROJECT_ROOT / "assets" / "synthesis.py").read_text()
+    imputation = (PROJECT_ROOT / "assets" / "imputation.py").read_text()
+    assert "save_model(" in synthesis and "save_model(" in imputation and "write_encrypted_pack(" in synthesis
+    for name, source in (("assets/synthesis.py", synthesis), ("assets/imputation.py", imputation)):
+        for plain_writer in ("model.save(", "pickle.dump", "write_pack(", "BaseSynthesizer.load("):
+            assert plain_writer not in source, f"{name} writes or reads a model or pack without encryption: {plain_writer}"

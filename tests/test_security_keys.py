@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from trialsynth.artifacts import read_evidence, save_model, write_encrypted
 from trialsynth.cli import main
 from trialsynth.hashing import sha256_file
+from trialsynth.registry import ModelRegistry
 from trialsynth.security import (
     KeyCheckError,
     KeyDestroyedError,
@@ -157,18 +159,29 @@ def test_check_refuses_a_keyring_that_cannot_open_the_canary(tmp_path):
 # -- crypto-shredding ---------------------------------------------------------------------------
 
 def test_destroying_a_tenant_makes_all_its_objects_unreadable_and_keeps_others(tmp_path):
+    """Raw-zone files, a model artifact as the registry stores it and an evidence pack file alike."""
     svc = _service(tmp_path)
     a1 = _encrypt(svc, "acme", "dm.csv", b"acme v1")
+    model = save_model({"weights": [1.0]}, "acme/S1/synthesis/models/r1.pkl", "acme", svc)
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.sqlite'}", keys=svc)
+    model_id = registry.register(kind="synthesizer", name="acme/S1/copula", trained_by="t", training_data_sha256="0" * 64,
+                                 artifact_path=model.uri)
     svc.rotate("acme")
     a2 = _encrypt(svc, "acme", "ae.csv", b"acme v2")
+    pack = write_encrypted(b'{"run_id": "r1"}', "acme/S1/evidence/r1/evidence.json", "acme", svc)
     b1 = _encrypt(svc, "beta", "dm.csv", b"beta v1")
-    before = {p: p.read_bytes() for p in (a1, a2)}
+    objects = [a1, a2, Path(model.location), Path(pack.location)]
+    before = {p: p.read_bytes() for p in objects}
     destroyed, lost = svc.destroy("acme")
-    assert destroyed == [KeyId("acme", 1), KeyId("acme", 2)] and lost == 2
+    assert destroyed == [KeyId("acme", 1), KeyId("acme", 2)] and lost == 4
     for p in (a1, a2):
         with pytest.raises(KeyDestroyedError, match=rf"cannot decrypt {p}: key acme/v\d was destroyed"):
             _read(svc, p)
-        assert p.read_bytes() == before[p]
+    with pytest.raises(KeyDestroyedError, match=rf"cannot decrypt {model.location}: key acme/v1 was destroyed"):
+        registry.load_model(model_id)
+    with pytest.raises(KeyDestroyedError, match=rf"cannot decrypt {pack.location}: key acme/v2 was destroyed"):
+        read_evidence(pack.uri, "acme", svc)
+    assert all(p.read_bytes() == before[p] for p in objects)
     entries = json.loads(svc.kms.path.read_text())["tenants"]["acme"].values()
     assert all("key" not in e and e["state"] == "destroyed" for e in entries), "key bytes must be gone"
     assert _read(svc, b1, "beta") == b"beta v1"

@@ -144,6 +144,8 @@ def test_every_model_is_materialized_on_both_targets(parsed: dict[str, dict[str,
     assert set(duck) == set(ch) and len(ch) > 25
     for name, node in ch.items():
         expected = "view" if name.startswith("stg_") else "incremental"
+        if name == "stg_lineage_status":  # ephemeral: its file changes outside dbt (see the model's SQL)
+            expected = "ephemeral"
         assert node["config"]["materialized"] == duck[name]["config"]["materialized"] == expected, name
 
 

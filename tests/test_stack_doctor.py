@@ -28,6 +28,7 @@ def test_embedded_default_is_healthy(settings, capsys) -> None:
     assert lines["dagster storage"].startswith(f"ok SQLite in {settings.dagster_home_path}")
     assert lines["warehouse"].startswith(f"ok DuckDB {settings.warehouse_path}")
     assert lines["lineage store"].startswith(f"ok local files in {settings.lake_dir}")
+    assert lines["lake"].startswith(f"ok local folders {settings.lake_dir}") and str(settings.raw_dir) in lines["lake"]
     assert lines["model registry"].startswith("ok sqlite:///")
 
 
@@ -44,6 +45,12 @@ def test_running_stack_is_healthy(on_stack, capsys) -> None:
     assert lines["dagster storage"].startswith(f"ok postgres trialsynth@127.0.0.1:{on_stack.postgres.port}/dagster")
     assert lines["warehouse"].startswith("ok ClickHouse 26.") and f":{on_stack.clickhouse.port}" in lines["warehouse"]
     assert "Object Lock enabled" in lines["lineage store"]
+    s3 = on_stack.seaweedfs.endpoint
+    assert lines["lake"] == (f"ok s3://trialsynth-lake at {s3}: probe written, read back and deleted under lake/_doctor/; "
+                             "raw zone in s3://trialsynth-raw, Object Lock enabled, COMPLIANCE retention 2555 days per object")
+    # the probe is gone again
+    listed = on_stack.seaweedfs.client().list_objects_v2(Bucket="trialsynth-lake", Prefix="lake/_doctor/")
+    assert not [o for o in listed.get("Contents", []) if not o["Key"].endswith("/")]
     # the registry is used through the non-owner role of its row-level security (trialsynth.tenancy)
     assert lines["model registry"] == f"ok postgresql+psycopg2://trialsynth_app@127.0.0.1:{on_stack.postgres.port}/registry (connected)"
 
@@ -51,6 +58,8 @@ def test_running_stack_is_healthy(on_stack, capsys) -> None:
 @pytest.mark.parametrize(("env", "service", "message"), [
     ({"TRIALSYNTH_LINEAGE__S3_BUCKET": "trialsynth-lake"}, "lineage store", "has no Object Lock"),
     ({"TRIALSYNTH_LINEAGE__S3_BUCKET": "no-such-bucket"}, "lineage store", "bucket not reachable"),
+    ({"TRIALSYNTH_LAKE__S3_BUCKET": "no-such-lake"}, "lake", "s3://no-such-lake at http://127.0.0.1:"),
+    ({"TRIALSYNTH_LAKE__S3_RAW_BUCKET": "trialsynth-lake"}, "lake", "the raw zone (lake.raw_retention_days > 0) needs"),
     ({"TRIALSYNTH_CLICKHOUSE_PASSWORD": "wrong"}, "warehouse", "AUTHENTICATION_FAILED"),
     ({"TRIALSYNTH_WAREHOUSE__CLICKHOUSE_PORT": "1"}, "warehouse", "/ping failed"),
     ({"TRIALSYNTH_POSTGRES__HOST": "pg.invalid"}, "dagster storage", "cannot connect"),

@@ -14,16 +14,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import dagster as dg
-import polars as pl
 import psycopg2
 import pytest
 
 from infra.stack.postgres import stop_postgres
 from infra.stack.seaweedfs import stop_seaweedfs
-from infra.stack.services import LINEAGE_BUCKET, Stack, start_all, stop_all
+from infra.stack.services import LAKE_BUCKET, LINEAGE_BUCKET, RAW_BUCKET, Stack, start_all, stop_all
 from tests.conftest import fast_study_config
 from tests.stack_fixtures import _ensure_postgres, _ensure_weed, world_searchable_tmpdir
 from trialsynth.demo.generator import generate_study, write_drop
@@ -33,6 +31,7 @@ from trialsynth.lineage import open_store, run_verification
 from trialsynth.outage import outage_of
 from trialsynth.runner import INTERRUPTED, outcome_lines, process_landing_zone
 from trialsynth.settings import Settings, get_settings
+from trialsynth.storage import IncompletePublishError, LakeStore, open_lake_store
 
 STUDY, SUBJECTS = "ACME-001", 40
 # The part of the study pipeline these tests run: enough for a run with several steps after the kill.
@@ -45,6 +44,10 @@ STACK_SETTINGS = Settings(
     registry_url="postgresql+psycopg2://trialsynth_app@127.0.0.1:5433/registry",
     lineage={"store": "s3", "s3_endpoint_url": "http://127.0.0.1:8333"},
     warehouse={"target": "clickhouse", "clickhouse_host": "127.0.0.1", "clickhouse_port": 8123})
+# ... with the lake in S3 too: the same SeaweedFS holds the lake, raw zone and lineage buckets
+STACK_LAKE_SETTINGS = STACK_SETTINGS.model_copy(update={"lake": STACK_SETTINGS.lake.model_copy(update={
+    "store": "s3", "s3_bucket": LAKE_BUCKET, "s3_raw_bucket": RAW_BUCKET, "s3_endpoint_url": "http://127.0.0.1:8333"})})
+S3_SERVICE = f"S3 (lake bucket {LAKE_BUCKET}, raw zone bucket {RAW_BUCKET}, lineage bucket {LINEAGE_BUCKET})"
 
 
 def _raised(*chain: BaseException) -> BaseException:
@@ -69,6 +72,21 @@ def test_an_outage_names_the_configured_service(error, service, address, cause) 
     outage = outage_of(error, STACK_SETTINGS)
     assert (outage.service, outage.address) == (service, address) and outage.cause.startswith(cause)
     assert outage.describe().startswith(f"{service} at {address} stopped answering: ")
+
+
+def test_a_lake_outage_names_the_lake_bucket() -> None:
+    """What the S3 lake store raises when SeaweedFS is gone in the middle of a lake write (trialsynth.storage)."""
+    from trialsynth.storage import S3LakeStore
+
+    try:
+        with S3LakeStore(LAKE_BUCKET, "lake", endpoint_url="http://127.0.0.1:8333")._io():
+            raise OSError("When uploading part for key 'lake/t/s/bronze/dm.parquet': AWS Error NETWORK_CONNECTION "
+                          "during UploadPart operation: curlCode: 7, Couldn't connect to server")
+    except ConnectionError as exc:
+        error = exc
+    outage = outage_of(_raised(RuntimeError("bronze publish failed"), error), STACK_LAKE_SETTINGS)
+    assert (outage.service, outage.address) == (S3_SERVICE, "127.0.0.1:8333")
+    assert outage.cause.startswith(f"could not connect to the S3 lake at 127.0.0.1:8333 (bucket {LAKE_BUCKET})")
 
 
 def test_an_outage_is_recognized_in_what_dagster_keeps_of_a_step_error() -> None:
@@ -138,20 +156,26 @@ def _kill_after_step(stack: Stack, service: str, tenant: str, step: str) -> Call
     return lambda: killed.wait(60)
 
 
-def _bronze_is_whole_or_absent(study_dir: Path) -> None:
-    bronze = study_dir / "bronze"
-    if not bronze.exists():
+def _bronze_is_whole_or_absent(store: LakeStore, tenant: str, after_outage: bool = False) -> None:
+    """Read through the lake store, as every reader does: the study's bronze is absent, or whole and
+    readable, or (only right after the outage) refused as a publish that did not complete."""
+    keys = store.list(f"{tenant}/{STUDY}/bronze", "*.parquet")
+    if not keys:
         return
-    assert {p.stem for p in bronze.glob("*.parquet")} >= set(DOMAINS), sorted(bronze.iterdir())
-    for path in bronze.glob("*.parquet"):
-        pl.read_parquet(path)  # every file whole and readable
-    assert pl.read_parquet(bronze / "dm.parquet").height == SUBJECTS
+    try:
+        frames = {key.rsplit("/", 1)[-1].removesuffix(".parquet"): store.read_parquet(key) for key in keys}
+    except IncompletePublishError as exc:
+        assert after_outage, exc
+        assert f"partition {tenant}|{STUDY}" in str(exc) and "rerun" in str(exc)
+        return
+    assert set(frames) >= set(DOMAINS), sorted(frames)
+    assert frames["dm"].height == SUBJECTS
 
 
 @pytest.mark.slow  # a stack of its own and two runs per service: ~1-2 min each on 2 busy cores
 @pytest.mark.parametrize(("service", "expected"), [
     ("postgres", "PostgreSQL (Dagster storage, model registry)"),
-    ("seaweedfs", f"S3 (lineage bucket {LINEAGE_BUCKET})"),
+    ("seaweedfs", S3_SERVICE),
 ])
 def test_service_killed_mid_run(own_stack, settings, tmp_path, monkeypatch, capfd, service, expected) -> None:
     tenant = f"outage{service}"
@@ -185,7 +209,7 @@ def test_service_killed_mid_run(own_stack, settings, tmp_path, monkeypatch, capf
     restarted = start_all(own_stack.state, log=lambda line: None)
     assert (restarted.postgres.port, restarted.seaweedfs.endpoint) == (own_stack.postgres.port, own_stack.seaweedfs.endpoint)
     study_dir = s.study_dir(tenant, STUDY)
-    _bronze_is_whole_or_absent(study_dir)
+    _bronze_is_whole_or_absent(open_lake_store(s), tenant, after_outage=True)
 
     # Running again completes the drop; the interrupted run is FAILED in the storage, not left in progress.
     again = process_landing_zone(log=lines.append, tenant=tenant, assets=ASSETS, run_log_dir=logs)
@@ -195,7 +219,7 @@ def test_service_killed_mid_run(own_stack, settings, tmp_path, monkeypatch, capf
     instance = dg.DagsterInstance.get()
     runs = instance.get_runs(filters=dg.RunsFilter(tags={"trialsynth/tenant": tenant}))
     assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
-    _bronze_is_whole_or_absent(study_dir)
+    _bronze_is_whole_or_absent(open_lake_store(s), tenant)
     assert not [p for p in study_dir.rglob("*") if p.name.endswith((".next", ".prev", ".tmp"))]
     assert not list(study_dir.glob("_interrupted/*")), "the outage's note was settled"
     report = run_verification(s, open_store(s), partitions=[(tenant, STUDY)], write_status=False)

@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 import yaml
+from botocore.exceptions import ClientError
 
 from infra.stack import seaweedfs as seaweedfs_module
 from infra.stack.postgres import start_postgres
@@ -71,6 +72,11 @@ def test_written_settings_reach_every_service(stack, monkeypatch) -> None:
     lock = stack.seaweedfs.client().get_object_lock_configuration(Bucket=settings.lineage.s3_bucket)
     assert lock["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
     assert settings.lineage.s3_endpoint_url == stack.seaweedfs.endpoint
+    # A plain DELETE of a lineage object is refused by the bucket (no delete marker hides a manifest).
+    s3 = stack.seaweedfs.client()
+    s3.put_object(Bucket=settings.lineage.s3_bucket, Key="lineage/_probe/delete-me.json", Body=b"{}")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket=settings.lineage.s3_bucket, Key="lineage/_probe/delete-me.json")
 
 
 def test_secrets_are_only_in_private_files(stack) -> None:

@@ -67,12 +67,18 @@ def test_clickhouse_serving_views_match_the_duckdb_serving_file(clickhouse_endpo
         db = served.serving_database
         with duckdb.connect(str(tmp_path / "marts.duckdb"), read_only=True) as con:
             for table in ("serving_study_sites", AVAILABILITY_DATASET, *SPEC.datasets):
-                columns = list(SPEC.datasets[table].columns) if table in SPEC.datasets else ["*"]
+                columns = list(SPEC.datasets[table].all_columns) if table in SPEC.datasets else ["*"]
                 select = ", ".join(columns)
                 duck = _rows(con, f"SELECT {select} FROM main.{table}")
                 ch = _rows(client, f"SELECT {select} FROM {db}.{table}")
                 assert len(ch) == len(duck), table
                 assert ch == duck, table
+            # (display columns included above) and the saved metrics read alike on both engines
+            for name, ds in SPEC.datasets.items():
+                if ds.metrics:
+                    select = ", ".join(f"round({e}, 9) AS m{i}" for i, e in enumerate(ds.metrics.values()))
+                    query = f"SELECT tenant_id, {select} FROM {{}}.{name} GROUP BY tenant_id"
+                    assert _rows(client, query.format(db)) == _rows(con, query.format("main")), name
             availability = _rows(con, f"SELECT DISTINCT status FROM {AVAILABILITY_DATASET}")
         assert availability == [("available",), ("not available for this study",)]
         # a mart dbt builds later is served, and counted available, once published again

@@ -1,7 +1,11 @@
 """Superset end to end: `infra/superset/run_superset.sh` on a two-tenant warehouse, per-tenant
 row-level security through the chart-data API, and every dashboard rendered in headless Chromium
-(screenshots in test-artifacts/superset/<target>/). Needs `.venv-superset` (infra/superset/install.sh)
-and Debian's chromium; about 3 minutes per target, most of it Superset's first-run metadata setup.
+(screenshots in test-artifacts/superset/<target>/) and checked for what analysts read: units, status
+colours and words, names instead of codes, "not available for this study" instead of empty axes, no
+<NULL>, friendly pages for viewers; cold and warm load per dashboard are measured there
+(browser_check.json, rendered by infra/superset/load_report.py into benchmarks/results/superset.md).
+Needs `.venv-superset` (infra/superset/install.sh) and Debian's chromium; 3-6 minutes per target on a
+shared 2-core machine, most of it Superset's first-run metadata setup and the browser.
 
 Both warehouse targets: the DuckDB serving file (embedded default) and, marked slow, ClickHouse
 (`warehouse.target: clickhouse`: the same marts loaded into the chDB endpoint as dbt lays them out,
@@ -15,6 +19,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -30,6 +35,7 @@ VENV = ROOT / ".venv-superset"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "superset"
 PLACEHOLDER_MARTS = ("mart_imputation_delta", "mart_little_mcar")
+DENIED_PAGES = ("/api/v1/security/roles/", "/sqllab/")  # admin-only: a viewer opening a link to them
 
 if not (VENV / ".installed").exists():
     pytest.skip(f"{VENV} is absent: run infra/superset/install.sh (or `make superset`) to test Superset",
@@ -148,24 +154,89 @@ def test_reprovisioning_is_idempotent(superset: Server):
     assert len(admin.list_all("chart", "id")) == sum(len(d.charts) for d in SPEC.dashboards.values())
 
 
+def _chart_rows(client: SupersetClient, dashboard: str, name: str) -> list[dict]:
+    chart = next(c for c in client.list_all("chart", "id,slice_name,dashboards.dashboard_title")
+                 if c["slice_name"] == name and c["dashboards"][0]["dashboard_title"] == SPEC.dashboards[dashboard].title)
+    result = client.get(f"/api/v1/chart/{chart['id']}/data/")["result"][0]
+    assert result.get("error") is None, name
+    return result["data"]
+
+
+def test_charts_show_names_units_and_scheduled_cells_only(superset: Server):
+    acme, cdisc = superset.client("acme_viewer"), superset.client("cdisc_viewer")
+    # a study without AE entry dates has no rows for the reporting-time chart (so it says "not available")
+    assert _chart_rows(cdisc, "safety", "Mean days from onset to report") == []
+    assert _chart_rows(acme, "safety", "Mean days from onset to report")
+    hlgt = {r["hlgt_name"] for r in _chart_rows(cdisc, "safety", "AEs by SOC and HLGT")}
+    assert hlgt == {"HLGT not coded in this study"}  # never <NULL>
+    heat = _chart_rows(acme, "missingness", "% missing (scheduled visits): variable x visit number")
+    assert heat and all(r["variable_label"].split(" ")[0] in ("VS", "LB") for r in heat)
+    assert all(0 <= r["pct_missing_scheduled"] <= 1 for r in heat)
+    kris = _chart_rows(acme, "rbqm", "Flagged KRIs")
+    assert kris and all(r["kri_name"].endswith(")") and r["cro_name"] for r in kris)
+    assert all(r["cro_name"] == "no CRO" for r in _chart_rows(cdisc, "rbqm", "QTL breaches by site"))
+    for endpoint, name in (("continuous", "Power vs effect: continuous endpoints (mean difference)"),
+                           ("tte", "Power vs effect: time-to-event endpoints (hazard ratio)")):
+        rows = _chart_rows(acme, "design", name)
+        assert rows, name  # one endpoint type per chart: the query filters on it
+        assert {"continuous": all(r["x"] >= 1 for r in rows), "tte": all(r["x"] < 1 for r in rows)}[endpoint]
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install -y chromium)")
 def test_every_dashboard_renders_in_headless_chromium(superset: Server):
+    from infra.superset.bundle import NOT_AVAILABLE_TEXT
+
     user = "acme_viewer"
+    load_before = os.getloadavg()[0]
     out = subprocess.run(
         [str(VENV / "bin" / "python"), "-m", "infra.superset.browser_check", "--url", superset.url, "--user", user,
          "--password-file", str(superset.home / f"{user}_password"), "--dashboards", ",".join(SPEC.dashboards),
-         "--out", str(ARTIFACTS / superset.target)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=400)
+         "--out", str(ARTIFACTS / superset.target), "--viewer-pages", ",".join(DENIED_PAGES)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)
+    result["_machine"] = {"cpus": os.cpu_count(), "load_before": round(load_before, 1),
+                          "load_after": round(os.getloadavg()[0], 1), "date": date.today().isoformat()}
+    # the load times go to benchmarks/results/superset.md (infra/superset/load_report.py)
+    (ARTIFACTS / superset.target / "browser_check.json").write_text(json.dumps(result, indent=1))
     for slug, dash in SPEC.dashboards.items():
         page = result[slug]
         states = {c["title"]: c["state"] for c in page["charts"]}
         assert set(states) == {c.name for c in dash.charts}, slug
         assert page["error_banners"] == 0 and "error" not in states.values(), (slug, states)
         for chart in dash.charts:
-            expected = {"empty"} if chart.dataset in PLACEHOLDER_MARTS else {"drawn", "table", "number"}
+            expected = {"empty"} if chart.dataset in PLACEHOLDER_MARTS else {"drawn", "table", "number", "empty"}
             assert states[chart.name] in expected, (slug, chart.name, states[chart.name])
+        for chart in page["charts"]:
+            assert "<NULL>" not in chart["text"] and "None" not in chart["text"].split(), (slug, chart["title"])
+            if chart["state"] == "empty":  # never blank axes: the dashboard says why there is nothing
+                assert chart["empty_message"] == NOT_AVAILABLE_TEXT, (slug, chart["title"])
         assert page["canvas_or_svg"] > 0
         assert Path(page["screenshot"]).stat().st_size > 20_000
+        assert page["charts_in_screenshot"] == len(dash.charts), slug
+        assert page["cold_s"] > 0 and page["warm_s"] > 0
+    charts = {(slug, c["title"]): c for slug in SPEC.dashboards for c in result[slug]["charts"]}
+    # status colours: the same red / amber / green in pies, bars and table cells, with the status in words
+    for key in (("wasserstein", "Variables by status"), ("wasserstein", "Distance by variable"),
+                ("wasserstein", "Leaderboard")):
+        assert {"fail", "warn", "pass"} <= set(charts[key]["status_colours"]), (key, charts[key]["status_colours"])
+    assert "FAIL" in charts["wasserstein", "Leaderboard"]["text"]
+    assert charts["rbqm", "KRI flags by site"]["status_colours"].get("fail", 0) > 0  # ALARM bars in red
+    flagged = charts["rbqm", "Flagged KRIs"]
+    assert "ALARM" in flagged["text"] and flagged["status_colours"].get("fail", 0) > 0
+    assert "no CRO" in flagged["text"] and "KRI (unit)" in flagged["text"]
+    assert any(u in flagged["text"] for u in ("per 1,000 subject-days", "per 100 CRF pages", "% of"))
+    qtl = charts["rbqm", "Study QTL status"]
+    assert "BREACHED" in qtl["text"] and "true" not in qtl["text"].split()
+    safety = charts["safety", "AEs by SOC and HLGT"]["text"]
+    assert "Nervous system disorders" in safety and "Headaches" in safety and "%" in safety
+    design = charts["design", "N per arm: analysable and to enrol"]["text"]
+    assert "analysable N per arm, control" in design and "N to enrol per arm, control" in design
+    # viewers get a page that says what happened, not Superset's raw JSON, and Explore's Samples
+    # tab works for them (their own tenant's rows only)
+    pages = result["_viewer_pages"]
+    for path in DENIED_PAGES:
+        assert pages[path]["status"] in (401, 403) and not pages[path]["raw_json"], path
+        assert "You do not have access to this page" in pages[path]["text"], path
+    assert pages["samples:mart_safety"] == {"status": 200, "message": None, "tenants": ["acme"]}
     requests.get(superset.url + "/health", timeout=5).raise_for_status()

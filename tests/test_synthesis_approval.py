@@ -128,12 +128,17 @@ def test_a_dp_study_spends_its_budget_once_and_is_refused_past_its_cap(lake) -> 
 
     again = _materialize(instance, synthesizer_model)  # same data and config: reused, nothing spent
     assert _metadata(again, "synthesizer_model")["training"] == f"reused model {model.id}"
-    assert registry.privacy_spent("acme/ACME-001", model.training_data_sha256) == (1.0, 1e-6, 1)
+    version = registry.latest_data_version("acme/ACME-001")
+    assert version != model.training_data_sha256  # the account is the study data, not this seed's split
+    assert registry.privacy_spent("acme/ACME-001", version) == (1.0, 1e-6, 1)
 
-    configure(DP_YAML.replace("synthesizer: mst", "synthesizer: dp_copula"))  # a second training: 2 > cap 1.5
-    refused = _materialize(instance, synthesizer_model)
-    assert not refused.success
-    message = _failure(refused)
-    assert "would exceed the study's privacy cap (epsilon=1.5, delta=1e-05)" in message
-    assert "spent epsilon=1, delta=1e-06 by 1 model(s); remaining epsilon=0.5" in message
-    assert len(registry.list(kind="synthesizer")) == 1
+    # A second training, 2 > cap 1.5: another synthesizer, or the same one with another seed (another
+    # train/holdout split of the same subjects), spends from the same account.
+    for other in (DP_YAML.replace("synthesizer: mst", "synthesizer: dp_copula"), DP_YAML.replace("seed: 3", "seed: 4")):
+        configure(other)
+        refused = _materialize(instance, synthesizer_model)
+        assert not refused.success
+        message = _failure(refused)
+        assert "would exceed the study's privacy cap (epsilon=1.5, delta=1e-05)" in message
+        assert "spent epsilon=1, delta=1e-06 by 1 model(s); remaining epsilon=0.5" in message
+        assert len(registry.list(kind="synthesizer")) == 1

@@ -32,8 +32,10 @@ from sqlalchemy.exc import DBAPIError
 from infra.stack.postgres import APP_ROLE
 from orchestration.resources import LakeResource
 from trialsynth.api import store as api_store
+from trialsynth.artifacts import save_model
 from trialsynth.registry import ModelRegistry, UnknownModelError
 from trialsynth.security import KeyService, SecurityError
+from trialsynth.settings import Settings
 from trialsynth.tenancy import (
     API_SHARED_TABLES,
     API_TENANT_TABLES,
@@ -75,15 +77,16 @@ def admin_engine(pg):
 
 @pytest.fixture(scope="module")
 def models(app_engine, tmp_path_factory):
-    """One model registered by each tenant, through the registry's own code."""
-    registry = ModelRegistry(engine=app_engine)
+    """One model registered by each tenant, through the registry's own code (its artifact encrypted
+    with the tenant's key in the tenant's lake folder)."""
+    keys = KeyService(Settings(data_dir=tmp_path_factory.mktemp("registry-lake") / "data"))
+    registry = ModelRegistry(engine=app_engine, keys=keys)
     ids = {}
     for tenant in (A, B):
-        artifact = tmp_path_factory.mktemp(tenant) / "model.pkl"
-        artifact.write_bytes(tenant.encode())
+        artifact = save_model({"tenant": tenant}, f"{tenant}/S1/model.pkl", tenant, keys)
         with tenant_scope(tenant):
             ids[tenant] = registry.register(kind="synthesizer", name=f"{tenant}-copula", trained_by=f"{tenant}-ds",
-                                            training_data_sha256=SHA, artifact_path=artifact)
+                                            training_data_sha256=SHA, artifact_path=artifact.uri)
     return ids
 
 
@@ -137,8 +140,8 @@ def test_hand_written_insert_of_a_b_row_is_refused(app_engine) -> None:
     with tenant_scope(A), app_engine.connect() as conn, pytest.raises(DBAPIError, match="row-level security"):
         conn.execute(sa.text(
             "INSERT INTO models (id, kind, name, trained_by, trained_at, training_data_sha256, parameters, "
-            "artifact_path, artifact_sha256, status, tenant_id) VALUES (:id, 'imputer', 'x', 'x', now(), :s, '{}', "
-            "'/x', :s, 'draft', :t)"), {"id": uuid.uuid4().hex, "s": SHA, "t": B})
+            "artifact_uri, artifact_sha256, status, tenant_id) VALUES (:id, 'imputer', 'x', 'x', now(), :s, '{}', "
+            "'lake:beta/x', :s, 'draft', :t)"), {"id": uuid.uuid4().hex, "s": SHA, "t": B})
 
 
 def test_moving_own_row_to_b_is_refused(app_engine, models) -> None:

@@ -3,7 +3,7 @@
 The runner (:mod:`trialsynth.runner`) executes each drop's run in the calling process. When a configured
 service stops answering during the run, either Dagster cannot record the run any more (PostgreSQL
 holding Dagster's storage: the run raises out of the runner and stays STARTED in the storage) or a
-step fails on it (the S3 lineage store, ClickHouse, the registry). :func:`outage_of` recognizes that
+step fails on it (the S3 lake or lineage buckets, ClickHouse, the registry). :func:`outage_of` recognizes that
 from the error and names the service and its address from the settings; the runner then reports it in
 one line instead of a stack trace and leaves a note in the study's lake folder
 (:func:`note_interrupted`, local disk: it does not need the service that is down). The next call, once
@@ -64,10 +64,18 @@ def configured_services(settings: Settings) -> dict[str, str]:
     registry = make_url(settings.registry_sqlalchemy_url)
     if registry.get_backend_name() == "postgresql":
         add("PostgreSQL", "model registry", registry.host, registry.port or 5432)
-    if settings.lineage.store == "s3" and settings.lineage.s3_endpoint_url:
-        endpoint = urlsplit(settings.lineage.s3_endpoint_url)
-        add("S3", f"lineage bucket {settings.lineage.s3_bucket}", endpoint.hostname,
-            endpoint.port or (443 if endpoint.scheme == "https" else 80))
+    def add_s3(role: str, endpoint_url: str | None) -> None:
+        if endpoint_url:  # AWS itself (no endpoint URL) is not one host:port
+            endpoint = urlsplit(endpoint_url)
+            add("S3", role, endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80))
+
+    lake = settings.lake
+    if lake.store == "s3":
+        add_s3(f"lake bucket {lake.s3_bucket}", lake.s3_endpoint_url)
+        if lake.raw_bucket != lake.s3_bucket:
+            add_s3(f"raw zone bucket {lake.raw_bucket}", lake.s3_endpoint_url)
+    if settings.lineage.store == "s3":
+        add_s3(f"lineage bucket {settings.lineage.s3_bucket}", settings.lineage.s3_endpoint_url)
     wh = settings.warehouse
     if wh.target == "clickhouse":
         add("ClickHouse", f"warehouse database {wh.clickhouse_database}", wh.clickhouse_host, wh.clickhouse_port)

@@ -4,7 +4,10 @@ SQLAlchemy Core on any SQLAlchemy URL (SQLite file in the lake by default, Postg
 scale-out stack; only portable types are used). Two tables for models:
 
 - ``models``: one row per trained model (who, when, training data sha256 and version, code
-  version, parameters, seed, metrics, artifact path and sha256, status).
+  version, parameters, seed, metrics, artifact, status). The artifact is stored by its lake URI
+  (``lake:<tenant>/<study>/...``, never a host path) with :func:`trialsynth.security.envelope.content_sha256`
+  of the stored object and, for an encrypted artifact (:func:`trialsynth.artifacts.save_model`), the
+  sha256 of its plaintext, the key id that wrapped it at registration and the algorithm.
 - ``status_changes``: the audit trail, one row per status change (including registration). The
   columns are ``from_status``, ``to_status``, ``changed_by``, ``why``, ``changed_at`` rather than
   ``from``/``to``/``by``/``at``, which are reserved words in SQL and would need quoting in every
@@ -20,7 +23,8 @@ again.
 Status moves only forward: ``draft -> approved -> retired`` or ``draft -> retired``. Only approved
 models are handed to the generate step (:meth:`ModelRegistry.resolve_for_generation`) unless the
 caller opts out explicitly, and an artifact whose sha256 no longer matches the registered one is
-refused.
+refused. :meth:`ModelRegistry.load_model` decrypts an encrypted artifact and checks both hashes;
+``keys rewrap`` changes neither.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import re
 import uuid
 from dataclasses import dataclass
@@ -52,11 +57,24 @@ from sqlalchemy import (
     Text,
     create_engine,
     func,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from trialsynth.artifacts import (
+    LAKE_SCHEME,
+    decrypt_object,
+    key_tenant,
+    lake_key,
+    lake_store,
+)
+from trialsynth.security import KeyService, read_header
+from trialsynth.security.envelope import MAGIC, content_sha256
+from trialsynth.storage import LakeStore
+from trialsynth.tenancy.context import current_tenant
 from trialsynth.tenancy.postgres import install_tenant_guard
 
 log = logging.getLogger(__name__)
@@ -90,8 +108,11 @@ models_table = Table(
     Column("parameters", JSON, nullable=False),
     Column("seed", BigInteger),
     Column("metrics", JSON),
-    Column("artifact_path", Text, nullable=False),
-    Column("artifact_sha256", String(64), nullable=False),
+    Column("artifact_uri", Text, nullable=False),  # lake:<tenant>/<study>/... (rows from before: a host path)
+    Column("artifact_sha256", String(64), nullable=False),  # content_sha256: an envelope without its key slot
+    Column("artifact_plaintext_sha256", String(64)),  # None: the artifact is not encrypted
+    Column("artifact_key_id", String(200)),  # "<tenant>/v<N>" that wrapped its data key at registration
+    Column("artifact_algorithm", String(32)),
     Column("status", String(16), nullable=False),
     CheckConstraint("kind IN ('synthesizer', 'imputer')", name="ck_models_kind"),
     CheckConstraint("status IN ('draft', 'approved', 'retired')", name="ck_models_status"),
@@ -139,7 +160,7 @@ class InvalidTransitionError(RegistryError):
 
 
 class ArtifactIntegrityError(RegistryError):
-    """The artifact on disk does not have the registered sha256 (changed or tampered with)."""
+    """The stored artifact or its plaintext does not have the registered sha256 (changed or tampered with)."""
 
 
 class UnapprovedModelError(PermissionError):
@@ -156,13 +177,18 @@ class PrivacyBudgetError(RegistryError):
 
 @dataclass(frozen=True)
 class PrivacySpend:
-    """The (epsilon, delta) a DP model spent on ``study``'s data version (its training data sha256).
+    """The (epsilon, delta) a DP model spent on ``study``'s data version.
+
+    ``data_version``: sha256 of the study data every training split is drawn from (all subjects, before
+    the seeded train/holdout split), so that another seed or holdout share, which gives another training
+    table of largely the same subjects, spends from the same account. None: the training table's sha256
+    (for callers without a split).
 
     Spends on one data version add up (basic composition) and must stay within the study's cap
     (``cap_epsilon``, ``cap_delta``, from its config; not stored, checked at registration). A retired
-    model's spend still counts: what it released cannot be recalled. A new data version (another
-    training table) starts its own account, although subjects it shares with earlier versions were
-    already spent on: keep the cap low when versions overlap.
+    model's spend still counts: what it released cannot be recalled. New study data (another drop)
+    starts its own account, although subjects it shares with earlier data were already spent on: keep
+    the cap low when drops overlap.
     """
 
     study: str
@@ -171,9 +197,12 @@ class PrivacySpend:
     delta: float
     cap_epsilon: float | None = None
     cap_delta: float | None = None
+    data_version: str | None = None
 
     def __post_init__(self) -> None:
         _require_text("study", self.study)
+        if self.data_version is not None and not _SHA256.match(self.data_version):
+            raise RegistryError(f"privacy data_version must be 64 lowercase hex digits, got {self.data_version!r}")
         _require_text("mechanism", self.mechanism)
         for name in ("epsilon", "delta"):
             value = getattr(self, name)
@@ -196,9 +225,16 @@ class ModelRecord:
     parameters: dict[str, Any]
     seed: int | None
     metrics: dict[str, Any] | None
-    artifact_path: str
+    artifact_uri: str
     artifact_sha256: str
     status: Status
+    artifact_plaintext_sha256: str | None = None
+    artifact_key_id: str | None = None
+    artifact_algorithm: str | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.artifact_key_id is not None
 
 
 @dataclass(frozen=True)
@@ -213,20 +249,36 @@ class StatusChange:
     changed_at: datetime
 
 
-def artifact_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a directory (relative paths and contents of its files, sorted)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"artifact {path} does not exist")
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+_ARTIFACT_COLUMNS = ("artifact_plaintext_sha256", "artifact_key_id", "artifact_algorithm")
+
+
+def upgrade_schema(engine: Engine) -> list[str]:
+    """Bring a ``models`` table from before lake URIs and encrypted artifacts to this schema: rename
+    ``artifact_path`` to ``artifact_uri`` (old rows keep their host path, still readable) and add the
+    artifact encryption columns. Idempotent; returns the statements run. Needs the table's owner (on
+    the stack's Postgres, the administrator that runs ``make stack-up``)."""
+    if not inspect(engine).has_table("models"):  # a new database: create_all makes the current schema
+        return []
+    columns = {c["name"] for c in inspect(engine).get_columns("models")}
+    statements = []
+    if "artifact_uri" not in columns and "artifact_path" in columns:
+        statements.append("ALTER TABLE models RENAME COLUMN artifact_path TO artifact_uri")
+    for name in _ARTIFACT_COLUMNS:
+        if name not in columns:
+            statements.append(f"ALTER TABLE models ADD COLUMN {name} "
+                              f"{models_table.c[name].type.compile(dialect=engine.dialect)}")
+    if statements:
+        try:
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+        except SQLAlchemyError as exc:
+            raise RegistryError(
+                f"the registry's models table predates artifact URIs and encryption and cannot be upgraded by this "
+                f"database user ({exc.__class__.__name__}): run trialsynth.registry.upgrade_schema(engine) as the "
+                "table owner (make stack-up does)") from exc
+        log.info("registry schema upgraded: %s", "; ".join(statements))
+    return statements
 
 
 def _utc(value: datetime) -> datetime:
@@ -265,10 +317,14 @@ class ModelRegistry:
     ``url`` defaults to ``get_settings().registry_sqlalchemy_url`` (a SQLite file in the lake).
     On Postgres every transaction runs for the tenant of the current
     :func:`trialsynth.tenancy.tenant_scope` (row-level security, docs/security.md): outside a scope
-    the registry sees no model and cannot register one.
+    the registry sees no model and cannot register one. Artifacts are read from the lake store of
+    ``keys.settings`` (default: the settings'), and decrypted with its KMS.
     """
 
-    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None,
+                 keys: KeyService | None = None) -> None:
+        self._key_service = keys  # created on first use: the settings' KMS
+        self._lake_store: LakeStore | None = None  # the settings' lake store, opened on first use
         if engine is None:
             if url is None:
                 from trialsynth.settings import get_settings
@@ -280,6 +336,7 @@ class ModelRegistry:
             engine = create_engine(url)
         self.engine = install_tenant_guard(engine)  # a no-op on SQLite
         metadata.create_all(self.engine)
+        upgrade_schema(self.engine)
 
     # ----------------------------------------------------------------------------- writing
     def register(
@@ -305,8 +362,12 @@ class ModelRegistry:
         PrivacyBudgetError (nothing recorded) when it would exceed the spend's cap (see
         :meth:`check_privacy_budget`). None: the model has no privacy guarantee.
 
-        The artifact (file or directory) must exist; its absolute path is stored and its sha256 is
-        computed now (and must equal ``expected_artifact_sha256`` when that is given).
+        ``artifact_path``: the artifact's lake URI (``StoredObject.uri`` of
+        :func:`trialsynth.artifacts.save_model`) or its path under the local lake folder; it must exist
+        in the lake store. Its lake URI is stored, never a host path, with its
+        :func:`trialsynth.security.envelope.content_sha256` (it must equal ``expected_artifact_sha256`` when that
+        is given). An encrypted artifact is decrypted once here: the sha256 of its plaintext, the key id
+        that wrapped it and the algorithm are stored too.
         ``trained_at`` (timezone-aware, default now) is stored in UTC; ``code_version`` defaults to
         the installed trialsynth version.
         """
@@ -321,7 +382,8 @@ class ModelRegistry:
             raise RegistryError(f"seed must be an int or None, got {seed!r}")
         if trained_at is not None and trained_at.tzinfo is None:
             raise RegistryError("trained_at must be timezone-aware (UTC)")
-        digest = artifact_sha256(artifact_path)
+        artifact = self._describe_artifact(artifact_path)
+        digest = artifact["artifact_sha256"]
         if expected_artifact_sha256 is not None and expected_artifact_sha256 != digest:
             raise ArtifactIntegrityError(
                 f"artifact {artifact_path} has sha256 {digest}, not the expected {expected_artifact_sha256}"
@@ -339,13 +401,12 @@ class ModelRegistry:
             "parameters": _require_json("parameters", parameters or {}),
             "seed": seed,
             "metrics": _require_json("metrics", metrics),
-            "artifact_path": str(Path(artifact_path).resolve()),
-            "artifact_sha256": digest,
+            **artifact,
             "status": "draft",
         }
         with self.engine.begin() as conn:
             if privacy is not None:  # the cap is checked again inside the transaction that spends
-                self._check_budget(conn, privacy, training_data_sha256)
+                self._check_budget(conn, privacy, privacy.data_version or training_data_sha256)
             conn.execute(models_table.insert().values(**row))
             conn.execute(
                 status_changes_table.insert().values(
@@ -359,12 +420,52 @@ class ModelRegistry:
             )
             if privacy is not None:
                 conn.execute(privacy_spend_table.insert().values(
-                    model_id=model_id, study=privacy.study, training_data_sha256=training_data_sha256,
+                    model_id=model_id, study=privacy.study,
+                    training_data_sha256=privacy.data_version or training_data_sha256,  # the account's data version
                     mechanism=privacy.mechanism, epsilon=float(privacy.epsilon), delta=float(privacy.delta),
                     recorded_at=_now(),
                 ))
         log.info("registered %s %s as %s (draft)", kind, name, model_id)
         return model_id
+
+    def _keys(self) -> KeyService:
+        if self._key_service is None:
+            self._key_service = KeyService()
+        return self._key_service
+
+    def _store(self) -> LakeStore:
+        if self._lake_store is None:
+            self._lake_store = lake_store(self._keys().settings)
+        return self._lake_store
+
+    def _read_stored(self, uri: str) -> tuple[bytes, str]:
+        """(the stored bytes, where they are) of an artifact URI; a row from before lake URIs names a file."""
+        if not uri.startswith(LAKE_SCHEME):
+            path = Path(uri)
+            if not path.is_file():
+                raise FileNotFoundError(f"artifact {uri} does not exist")
+            return path.read_bytes(), uri
+        key = lake_key(uri)
+        key = self._store().guard(key_tenant(key), key)  # on the local store: symlinks followed, too
+        return self._store().read_bytes(key), self._store().uri(key)
+
+    def _describe_artifact(self, location: str | Path) -> dict[str, Any]:
+        """The ``artifact_*`` columns of the artifact at ``location`` (decrypting it when it is encrypted)."""
+        try:
+            key = lake_key(location, self._keys().settings)
+        except ValueError as exc:
+            raise RegistryError(f"artifact_path: {exc}; the registry stores artifacts by lake URI") from None
+        uri, tenant, scope = LAKE_SCHEME + key, key_tenant(key), current_tenant()
+        if scope is not None and tenant != scope:
+            raise RegistryError(f"artifact {uri} is in tenant {tenant!r}'s lake, but this registers for {scope!r}")
+        blob, where = self._read_stored(uri)
+        row = {"artifact_uri": uri, "artifact_sha256": content_sha256(blob)}
+        if blob.startswith(MAGIC):
+            plaintext = decrypt_object(blob, key, tenant, self._keys(), where)  # errors name the object and the key
+            header = read_header(blob, where)
+            row.update(artifact_plaintext_sha256=hashlib.sha256(plaintext).hexdigest(),
+                       artifact_key_id=str(header.key_id), artifact_algorithm=header.algorithm)
+        return row
 
     def approve(self, model_id: str, by: str, why: str) -> ModelRecord:
         """Move a draft model to ``approved`` (its artifact must still match its sha256)."""
@@ -462,6 +563,13 @@ class ModelRegistry:
             for r in rows
         ]
 
+    def latest_data_version(self, study: str) -> str | None:
+        """The data version the study's most recent DP spend was accounted on (None: no spend yet)."""
+        t = privacy_spend_table
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.c.training_data_sha256).where(t.c.study == study)
+                                .order_by(t.c.recorded_at.desc()).limit(1)).scalar()
+
     def privacy_spent(self, study: str, training_data_sha256: str) -> tuple[float, float, int]:
         """(epsilon, delta, number of models) spent so far on a study data version."""
         with self.engine.connect() as conn:
@@ -490,7 +598,7 @@ class ModelRegistry:
         what was spent and what remains, when the spend would exceed its cap. Call it before training
         (:meth:`register` checks again)."""
         with self.engine.connect() as conn:
-            return self._check_budget(conn, spend, training_data_sha256)
+            return self._check_budget(conn, spend, spend.data_version or training_data_sha256)
 
     @staticmethod
     def _check_budget(conn: Any, spend: PrivacySpend, training_data_sha256: str) -> tuple[float, float]:
@@ -558,19 +666,59 @@ class ModelRegistry:
             )
         return None
 
-    def verify_artifact(self, model_id: str) -> Path:
-        """The model's artifact path after checking its sha256 against the registered one.
+    def verify_artifact(self, model_id: str) -> ModelRecord:
+        """The model's record after checking its stored artifact's sha256 against the registered one
+        (no key needed; ``keys rewrap`` does not change it).
 
         Raises FileNotFoundError when the artifact is gone and ArtifactIntegrityError when it changed.
         """
-        record = self.get(model_id)
-        digest = artifact_sha256(record.artifact_path)
+        return self._verified(self.get(model_id))[0]
+
+    def _verified(self, record: ModelRecord) -> tuple[ModelRecord, bytes, str]:
+        blob, where = self._read_stored(record.artifact_uri)
+        digest = content_sha256(blob)
         if digest != record.artifact_sha256:
             raise ArtifactIntegrityError(
-                f"artifact {record.artifact_path} of model {model_id} has sha256 {digest}, but "
+                f"artifact {record.artifact_uri} ({where}) of model {record.id} has sha256 {digest}, but "
                 f"{record.artifact_sha256} was registered: it was changed after registration; refusing it"
             )
-        return Path(record.artifact_path)
+        return record, blob, where
+
+    def load_artifact(self, model_id: str) -> bytes:
+        """The plaintext of the model's (file) artifact, verified: the stored object against its
+        registered sha256, then (an encrypted one) decrypted with its tenant's key, every segment
+        authenticated, and its plaintext against the registered plaintext sha256.
+
+        Raises ArtifactIntegrityError (tampered or replaced), FileNotFoundError, or the
+        :mod:`trialsynth.security` errors naming the object and the key (wrong key, unknown or
+        destroyed key version, another tenant's object).
+        """
+        record, blob, where = self._verified(self.get(model_id))
+        if not record.encrypted:  # registered before artifacts were encrypted: the bytes just verified
+            return blob
+        if not blob.startswith(MAGIC):
+            raise ArtifactIntegrityError(f"artifact {record.artifact_uri} of model {model_id} was registered encrypted "
+                                         f"with {record.artifact_key_id} but is not encrypted now; refusing it")
+        key = lake_key(record.artifact_uri)
+        data = decrypt_object(blob, key, key_tenant(key), self._keys(), where)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != record.artifact_plaintext_sha256:
+            raise ArtifactIntegrityError(
+                f"artifact {record.artifact_uri} of model {model_id} (key {read_header(blob).key_id}) "
+                f"decrypts to plaintext sha256 {digest}, but {record.artifact_plaintext_sha256} was registered: it was "
+                "replaced after registration; refusing it")
+        return data
+
+    def load_model(self, model_id: str, expect: type | None = None) -> Any:
+        """The model object of ``model_id``, unpickled from :meth:`load_artifact` (verified first; a
+        synthesizer saved by ``BaseSynthesizer.save`` before artifacts were encrypted is unwrapped).
+        ``expect``: the class it must be an instance of (RegistryError otherwise)."""
+        model = pickle.loads(self.load_artifact(model_id))  # noqa: S301 - verified against the registry first
+        if isinstance(model, dict) and str(model.get("format", "")).startswith("trialsynth.synthesizer/"):
+            model = model["synthesizer"]
+        if expect is not None and not isinstance(model, expect):
+            raise RegistryError(f"artifact of model {model_id} holds a {type(model).__name__}, not a {expect.__name__}")
+        return model
 
     def resolve_for_generation(self, model: str, allow_unapproved: bool = False) -> ModelRecord:
         """The model the generate step may load, by id or by name, with its artifact verified.

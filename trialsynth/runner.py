@@ -103,9 +103,16 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
         return tenant in (None, t) and study in (None, s)
 
     ran: dict[tuple[str, str, str, int], RunOutcome] = {}
-    first = True
+    first, halted = True, None
     while True:
-        plan = plan_landing(lake, instance)
+        try:
+            plan = plan_landing(lake, instance)
+        except Exception as exc:  # planning reads the lake (its raw zone may be in S3): a run's outage lasts
+            halted = outage_of(exc, get_settings()) if ran else None
+            if halted is None:
+                raise
+            log(f"  {halted.describe()}: stopping here; the next call plans the landing zone again")
+            break
         if plan.new_partitions:
             instance.add_dynamic_partitions(TENANT_STUDY, plan.new_partitions)
             log(f"  registered partitions {plan.new_partitions}")
@@ -127,7 +134,7 @@ def process_landing_zone(log: Callable[[str], None] = print, sensor_name: str = 
     outcomes = [_outcome(p, record, ran.get(_key(record)), instance)
                 for key, p in plan.studies.items() if wanted(key)
                 for record in p.records if _key(record) in ran or (record.drop_id, record.content_hash) in p.ready]
-    return outcomes + _generate_approved(defs, instance, full_job, log, wanted, run_log_dir)
+    return outcomes if halted else outcomes + _generate_approved(defs, instance, full_job, log, wanted, run_log_dir)
 
 
 STEP_LINES = {dg.DagsterEventType.STEP_SUCCESS: "done", dg.DagsterEventType.STEP_FAILURE: "FAILED",

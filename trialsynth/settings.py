@@ -46,6 +46,38 @@ class LineageSettings(BaseModel):
     trusted_key_ids: list[str] = []
 
 
+class LakeSettings(BaseModel):
+    """Where the raw zone, bronze, quarantine and analytics files live (:mod:`trialsynth.storage`).
+
+    ``local``: ``<data_dir>/raw`` and ``<data_dir>/lake`` (embedded default). ``s3``: the bucket, keys
+    ``<s3_prefix>/raw/<tenant>/<study>/...`` and ``<s3_prefix>/lake/<tenant>/<study>/...``; credentials
+    from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables, never from settings. The landing
+    zone (sponsors' drops) and local state (drop registries) stay in ``data_dir`` either way."""
+
+    store: Literal["local", "s3"] = "local"
+    s3_bucket: str = "trialsynth-lake"
+    s3_prefix: str = ""  # e.g. "prod": keys below prefix/raw/ and prefix/lake/
+    s3_endpoint_url: str | None = None  # None = AWS; else e.g. http://127.0.0.1:8333 (path-style)
+    s3_region: str = "us-east-1"
+    # The raw zone (the sponsor's bytes) in S3: its bucket ("" = s3_bucket), which must have Object Lock
+    # when raw_retention_days > 0: every raw object is written with COMPLIANCE retention for that many
+    # days (verified after the write); 0 = plain objects. The local store ignores both.
+    s3_raw_bucket: str = ""
+    raw_retention_days: float = Field(default=2555, ge=0)
+
+    @property
+    def raw_bucket(self) -> str:
+        return self.s3_raw_bucket or self.s3_bucket
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _plain_prefix(cls, prefix: str) -> str:
+        prefix = prefix.strip("/")
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise ValueError(f"lake.s3_prefix: expected a plain key prefix like 'prod' or 'a/b', got {prefix!r}")
+        return prefix
+
+
 class PostgresSettings(BaseModel):
     """Postgres for Dagster run/event storage in the scale-out stack (password from an env var)."""
 
@@ -92,6 +124,11 @@ class ApiSettings(BaseModel):
     dagster_url: str = "http://127.0.0.1:3000/graphql"  # GraphQL endpoint of the deployment's Dagster webserver
     dagster_timeout_s: float = Field(default=5.0, gt=0)
     store_url: str = ""  # SQLAlchemy URL of the API store (jobs, idempotency keys); empty = SQLite under the lake
+    # Presigned S3 uploads of EDC drops (docs/api.md): bucket (empty = multipart only), endpoint (None: AWS;
+    # credentials from the usual AWS_* variables) and how long the PUT URLs stay valid.
+    upload_bucket: str = ""
+    upload_s3_endpoint_url: str | None = None
+    upload_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
     # Base URL browsers reach the API at: the evidence report links on Dagster's asset pages point here
     # (trialsynth/api/report_links.py); the default is `trialsynth api serve`'s address.
     public_url: str = "http://127.0.0.1:8000"
@@ -125,10 +162,18 @@ class Settings(BaseSettings):
     dagster_storage: Literal["sqlite", "postgres"] = "sqlite"
     postgres: PostgresSettings = PostgresSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    lake: LakeSettings = LakeSettings()
     lineage: LineageSettings = LineageSettings()
     security: SecuritySettings = SecuritySettings()
     api: ApiSettings = ApiSettings()
     runs_per_tenant: int = Field(default=4, ge=1)  # Dagster run queue: runs of one tenant at once (one per study)
+
+    @model_validator(mode="after")
+    def _s3_lake_needs_clickhouse(self) -> Settings:
+        if self.lake.store == "s3" and self.warehouse.target == "duckdb":
+            raise ValueError("lake.store s3 needs warehouse.target clickhouse: dbt's DuckDB target reads the lake "
+                             "as local files (DuckDB here has no httpfs to read S3)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -29,6 +29,8 @@
       target: auto             # utility target(s), train-on-synthetic / test-on-real: a column, a list,
                                # auto (the column the others predict best; never the randomized arm), or null
       closest_k: 3             # closest real records listed per synthetic row (0: none)
+      epsilon_curve: false     # true: the pack adds fidelity, utility and MIA AUC of the DP synthesizers
+                               # at epsilon 0.5, 1, 2, 5, 10 and without DP (22 extra fits and scorings)
       thresholds: {detection_auc: {warn: 0.75, fail: 0.9}}
     seed: 7
     qtl:                       # quality tolerance limits (RBQM), study-wide
@@ -130,6 +132,7 @@ class EvidenceConfig(_Strict):
     target: str | list[str] | None = "auto"  # "auto": chosen from the data (models.evidence.choose_utility_targets)
     thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
     closest_k: int = Field(3, ge=0, le=50)
+    epsilon_curve: bool = False  # models.evidence.epsilon_curve in the pack: costs a fit and a scoring per point
 
 
 class QTLConfig(_Strict):

@@ -5,7 +5,8 @@ tests/stack_fixtures.py); :func:`start_all` runs them, then writes beside them:
 
 - ``ports.env``: the port of each service (``TRIALSYNTH_STACK_*_PORT=...``);
 - ``trialsynth.yaml``: the settings that point trialsynth at this stack (no secrets: they are named
-  by env var), with its own ``data/`` (the lake stays on local disk) and ``dagster_home/``;
+  by env var): the raw zone, bronze, quarantine and analytics files in the lake bucket, its own
+  ``data/`` (landing zone, local state) and ``dagster_home/``;
 - ``stack.env`` (mode 0600): ``export`` lines for those env vars, ``TRIALSYNTH_CONFIG`` and
   ``DAGSTER_HOME``, to ``source`` before running trialsynth on the stack (``make demo-stack`` does);
 - ``pgpass`` (mode 0600): libpq's password file, for URLs without a password (the model registry).
@@ -40,6 +41,11 @@ from infra.stack.seaweedfs import SeaweedFS, start_seaweedfs, stop_seaweedfs
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE = ROOT / ".stack"
 LAKE_BUCKET = "trialsynth-lake"
+# The raw zone (the sponsor's bytes) in a bucket of its own, created with Object Lock: its objects are
+# written once under COMPLIANCE retention. Bronze and analytics stay in LAKE_BUCKET, without versioning,
+# because they are replaced at every drop (Object Lock would keep every replaced version) and a bucket
+# made before this one could not get Object Lock afterwards.
+RAW_BUCKET = "trialsynth-raw"
 LINEAGE_BUCKET = "trialsynth-lineage"
 PG_PASSWORD_ENV = "TRIALSYNTH_PG_PASSWORD"
 CLICKHOUSE_DATABASE = "trialsynth"
@@ -77,16 +83,18 @@ class Stack:
         """The trialsynth settings (a ``trialsynth.yaml`` mapping) for this stack."""
         pg, s3, ch = self.postgres, self.seaweedfs, self.clickhouse
         return {
-            # The lake (landing, raw zone, bronze, analytics files) stays on local disk, in the stack's own
-            # folder so the embedded default's data/ and .dagster_home are never mixed with the stack's.
+            # The landing zone and local state in the stack's own folder, so the embedded default's data/ and
+            # .dagster_home are never mixed with the stack's; the raw zone and the lake in the lake bucket.
             "data_dir": str(self.data_dir),
             "dagster_home": str(self.dagster_home),
             "dagster_storage": "postgres",
             "postgres": {"host": pg.host, "port": pg.port, "user": pg.user, "db": "dagster", "password_env": PG_PASSWORD_ENV},
             "registry_url": pg.url("registry", user=APP_ROLE),
+            "api": {"store_url": pg.url("registry", user=APP_ROLE)},  # the API's tables, RLS as the registry's
             "warehouse": {"target": "clickhouse", "clickhouse_host": ch.host, "clickhouse_port": ch.port,
                           "clickhouse_user": ch.user, "clickhouse_database": CLICKHOUSE_DATABASE},
             "lineage": {"store": "s3", "s3_bucket": LINEAGE_BUCKET, "s3_endpoint_url": s3.endpoint},
+            "lake": {"store": "s3", "s3_bucket": LAKE_BUCKET, "s3_raw_bucket": RAW_BUCKET, "s3_endpoint_url": s3.endpoint},
         }
 
     def environment(self) -> dict[str, str]:
@@ -138,13 +146,14 @@ def start_all(state: Path = DEFAULT_STATE, postgres_port: int | None = None, s3_
     pg = _timed("postgres", lambda: start_postgres(state / "postgres", _port(postgres_port, recorded.get("postgres"))),
                 lambda p: f"{p.host}:{p.port}  databases {', '.join(p.databases)}, role {p.user}", log)
     s3 = _timed("seaweedfs", lambda: start_seaweedfs(state / "seaweedfs", _port(s3_port, recorded.get("seaweedfs")),
-                                                     buckets=(LAKE_BUCKET,), object_lock_buckets=(LINEAGE_BUCKET,)),
-                lambda s: f"{s.endpoint}  buckets {LAKE_BUCKET}, {LINEAGE_BUCKET} (Object Lock)", log)
+                                                     buckets=(LAKE_BUCKET,), object_lock_buckets=(RAW_BUCKET, LINEAGE_BUCKET)),
+                lambda s: f"{s.endpoint}  buckets {LAKE_BUCKET}, {RAW_BUCKET} and {LINEAGE_BUCKET} (Object Lock)", log)
     ch = _timed("clickhouse", lambda: start_clickhouse_endpoint(state / "clickhouse",
                                                                 _port(clickhouse_port, recorded.get("clickhouse"))),
                 lambda c: f"{c.url}  chDB endpoint (local stand-in for a ClickHouse server), user {c.user}", log)
     _secure_registry(pg, log)
     _clickhouse_tenant_access(ch, log)
+    _protect_lineage_bucket(s3, log)
     stack = Stack(pg, s3, ch, state)
     (state / "ports.env").write_text("# written by `make stack-up` (infra/stack); every service listens on "
                                      f"{HOST} only\n" + "".join(f"{PORT_VARS[n]}={p}\n" for n, p in
@@ -162,14 +171,33 @@ def start_all(state: Path = DEFAULT_STATE, postgres_port: int | None = None, s3_
     return stack
 
 
+def _protect_lineage_bucket(s3: SeaweedFS, log: Callable[[str], None]) -> None:
+    """Refuse deletes of lineage and raw-zone objects by bucket policy (Object Lock already refuses deleting
+    a locked version; this also refuses the delete markers a plain DELETE would add)."""
+    from trialsynth.lineage.backends import protect_bucket
+
+    for bucket, prefix in ((LINEAGE_BUCKET, "lineage/"), (RAW_BUCKET, "raw/")):
+        protect_bucket(s3.client(), bucket, prefix)
+        log(f"seaweedfs   {bucket}: bucket policy refuses deletes under {prefix}")
+
+
 def _secure_registry(pg: Postgres, log: Callable[[str], None]) -> None:
     """Row-level security on the registry's tables, used through the non-owner APP_ROLE (idempotent)."""
-    from trialsynth.registry import metadata
+    from sqlalchemy import create_engine
+
+    from trialsynth.registry import metadata, upgrade_schema
     from trialsynth.tenancy import REGISTRY_TENANT_TABLES, apply_row_level_security
 
+    admin = create_engine(pg.superuser_url("registry"))
+    upgrade_schema(admin)  # a registry from before artifact URIs and encryption: upgraded as the owner
+    admin.dispose()
     report = apply_row_level_security(pg.superuser_url("registry"), REGISTRY_TENANT_TABLES, metadata=metadata,
                                       app_role=APP_ROLE, app_password=pg.app_password)
     log(f"registry    row-level security on {', '.join(report.tenant_tables)}; the product connects as {APP_ROLE}")
+    from trialsynth.api.store import secure_store  # the API's tables live in the same database
+
+    report = secure_store(pg.superuser_url("registry"), app_role=APP_ROLE)
+    log(f"api store   row-level security on {', '.join(report.tenant_tables)} (database registry)")
 
 
 def _clickhouse_tenant_access(ch: ClickHouseEndpoint, log: Callable[[str], None]) -> None:

@@ -1,9 +1,15 @@
 """Open every dashboard in headless Chromium as a given user, wait for its charts, classify each
-chart (drawn / table / number / empty / error) and save a full-page screenshot.
+chart (drawn / table / number / empty / error), read what it shows and save a screenshot.
+
+Per chart: its state, its text (tables, legends-as-DOM, big numbers), the empty-state message as
+displayed (dashboard CSS may replace Superset's), and the status colours it paints (pixels of
+``<canvas>`` charts, cell backgrounds of tables) counted per status. Per dashboard: the load time,
+cold (first visit, fresh browser profile: no HTTP cache) and warm (a reload), from navigation to
+every chart settled (drawn, table, number, empty or error).
 
 Uses Python playwright (from ``.venv-superset``) driving Debian's ``/usr/bin/chromium``; never
-``playwright install``. Prints one JSON document: ``{slug: {"charts": [{"title", "state"}],
-"canvas_or_svg": n, "screenshot": path, "seconds": s}}``.
+``playwright install``. Prints one JSON document: ``{slug: {"charts": [{"title", "state", "text",
+"empty_message", "status_colours"}], "canvas_or_svg": n, "screenshot": path, "cold_s": s, "warm_s": s}}``.
 
 Run: ``.venv-superset/bin/python -m infra.superset.browser_check --url URL --user U --password-file F
 --out test-artifacts/superset [--dashboards a,b]``.
@@ -20,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
+
+from infra.superset.spec import STATUS_COLOURS
 
 CHROMIUM = "/usr/bin/chromium"
 # STACK-NOTES: no sandbox (root in a container), no GPU, no background network of Chromium's own.
@@ -50,6 +58,36 @@ _CLASSIFY_JS = """
 })
 """
 
+# In the page: text, displayed empty-state message and status colours of every chart holder.
+_READ_JS = """
+([holder, palette]) => {
+  const hex = (r, g, b) => '#' + [r, g, b].map((v) => v.toString(16).padStart(2, '0')).join('').toUpperCase();
+  const rgb = /rgba?\\((\\d+),\\s*(\\d+),\\s*(\\d+)/;
+  const names = Object.fromEntries(Object.entries(palette).map(([k, v]) => [v.toUpperCase(), k]));
+  return Array.from(document.querySelectorAll(holder)).map((el) => {
+    const colours = {};
+    const add = (h, n) => { if (names[h]) colours[names[h]] = (colours[names[h]] || 0) + n; };
+    for (const c of el.querySelectorAll('canvas')) {
+      try {
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < data.length; i += 4 * 7) add(hex(data[i], data[i + 1], data[i + 2]), 1);
+      } catch (e) { /* a webgl or tainted canvas: no pixels to read */ }
+    }
+    for (const c of el.querySelectorAll('td, th, div, span')) {
+      const m = rgb.exec(getComputedStyle(c).backgroundColor);
+      if (m) add(hex(+m[1], +m[2], +m[3]), 1);
+    }
+    const empty = el.querySelector('[role="img"][aria-label="empty"] + div > p');
+    let emptyMessage = null;
+    if (empty) {
+      const after = getComputedStyle(empty, '::after').content;
+      emptyMessage = after && after !== 'none' && after !== 'normal' ? after.replace(/^"|"$/g, '') : empty.innerText;
+    }
+    return {text: el.innerText || '', empty_message: emptyMessage, status_colours: colours};
+  });
+}
+"""
+
 
 def login(page: Page, url: str, user: str, password: str) -> None:
     page.goto(f"{url}/login/")
@@ -59,38 +97,87 @@ def login(page: Page, url: str, user: str, password: str) -> None:
     page.wait_for_url(lambda u: "/login" not in u, timeout=90_000)
 
 
-def check_dashboard(page: Page, url: str, slug: str, out_dir: Path, timeout_s: float = 90) -> dict[str, Any]:
+def _load(page: Page, url: str, slug: str, timeout_s: float) -> tuple[float, list[dict[str, Any]]]:
+    """Navigate to the dashboard; seconds until every chart settled, and the charts' states."""
     t0 = time.monotonic()
     page.goto(f"{url}/superset/dashboard/{slug}/?standalone=0")
     page.wait_for_selector(HOLDER, timeout=timeout_s * 1000)
     charts: list[dict[str, Any]] = []
-    deadline = t0 + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < t0 + timeout_s:
         charts = page.evaluate(_CLASSIFY_JS, HOLDER)
         if charts and all(c["state"] not in ("pending", "loading") for c in charts):
             break
-        page.wait_for_timeout(500)
-    page.wait_for_timeout(800)  # let the chart animations finish before the screenshot
+        page.wait_for_timeout(50)
+    return time.monotonic() - t0, charts
+
+
+def check_dashboard(page: Page, url: str, slug: str, out_dir: Path, timeout_s: float = 90) -> dict[str, Any]:
+    cold_s, _ = _load(page, url, slug, timeout_s)
+    warm_s, charts = _load(page, url, slug, timeout_s)
+    page.wait_for_timeout(1000)  # let the chart animations finish before reading pixels and the screenshot
     charts = page.evaluate(_CLASSIFY_JS, HOLDER)
+    for chart, read in zip(charts, page.evaluate(_READ_JS, [HOLDER, STATUS_COLOURS]), strict=True):
+        chart.update(read)
     shot = out_dir / f"{slug}.png"
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot))  # the viewport holds every dashboard: no full-page resize to re-render
+    # what the screenshot shows: the charts still on the page, settled, when it was taken
+    shown = [c for c in page.evaluate(_CLASSIFY_JS, HOLDER) if c["state"] not in ("pending", "loading")]
     return {"charts": charts, "canvas_or_svg": sum(c["canvas_or_svg"] for c in charts), "screenshot": str(shot),
-            "seconds": round(time.monotonic() - t0, 1),
+            "charts_in_screenshot": len(shown), "cold_s": round(cold_s, 2), "warm_s": round(warm_s, 2),
             "error_banners": page.locator(".ant-alert-error, .ant-message-error").count()}
 
 
-def run(url: str, user: str, password: str, slugs: list[str], out_dir: Path) -> dict[str, Any]:
+# In the page, as the logged-in user: Explore's Samples request for a dataset (what the Samples
+# tab shows), with the session cookie and CSRF token the UI uses.
+_SAMPLES_JS = """
+async (table) => {
+  const q = encodeURIComponent(`(filters:!((col:table_name,opr:eq,value:'${table}')),columns:!(id))`);
+  const ds = (await (await fetch(`/api/v1/dataset/?q=${q}`)).json()).result[0].id;
+  const csrf = (await (await fetch('/api/v1/security/csrf_token/')).json()).result;
+  const r = await fetch(`/datasource/samples?datasource_id=${ds}&datasource_type=table&per_page=100&page=1`,
+                        {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf}, body: '{}'});
+  const body = await r.json();
+  return {status: r.status, message: body.message || (body.errors && body.errors[0] && body.errors[0].message) || null,
+          tenants: body.result ? [...new Set(body.result.data.map((row) => row.tenant_id))] : []};
+}
+"""
+
+
+def check_viewer_pages(page: Page, url: str, paths: list[str]) -> dict[str, dict[str, Any]]:
+    """What a viewer sees on pages it may not use: the HTTP status, whether the body is raw JSON,
+    and the visible text."""
+    out = {}
+    for path in paths:
+        response = page.goto(f"{url}{path}")
+        body = page.inner_text("body") if page.locator("body").count() else ""
+        out[path] = {"status": response.status if response else None, "final_url": page.url,
+                     "raw_json": body.lstrip().startswith(("{", "[")), "text": body[:2000]}
+    page.goto(f"{url}/dashboard/list/")
+    out["samples:mart_safety"] = page.evaluate(_SAMPLES_JS, "mart_safety")
+    return out
+
+
+def run(url: str, user: str, password: str, slugs: list[str], out_dir: Path,
+        viewer_paths: list[str] | None = None) -> dict[str, Any]:
+    """Each dashboard in its own fresh browser profile (so its first visit is cold: no HTTP cache,
+    as a user opening it for the first time after logging in), then the viewer pages."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1440, "height": 2000})
-        page = context.pages[0] if context.pages else context.new_page()
-        login(page, url, user, password)
-        for slug in slugs:
-            result[slug] = check_dashboard(page, url, slug, out_dir)
-        context.close()
+    with sync_playwright() as pw:
+        for slug in [*slugs, None]:
+            if slug is None and not viewer_paths:
+                break
+            with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+                context = pw.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                    viewport={"width": 1440, "height": 2400})
+                page = context.pages[0] if context.pages else context.new_page()
+                login(page, url, user, password)
+                if slug is None:
+                    result["_viewer_pages"] = check_viewer_pages(page, url, viewer_paths or [])
+                else:
+                    result[slug] = check_dashboard(page, url, slug, out_dir)
+                context.close()
     return result
 
 
@@ -101,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--password-file", type=Path, required=True)
     p.add_argument("--dashboards", required=True, help="comma-separated dashboard slugs")
     p.add_argument("--out", type=Path, required=True, help="screenshot folder")
+    p.add_argument("--viewer-pages", default="", help="comma-separated paths to open as the user (friendly pages check)")
     args = p.parse_args(argv)
-    result = run(args.url, args.user, args.password_file.read_text().strip(), args.dashboards.split(","), args.out)
+    result = run(args.url, args.user, args.password_file.read_text().strip(), args.dashboards.split(","), args.out,
+                 [v for v in args.viewer_pages.split(",") if v])
     json.dump(result, sys.stdout, indent=1)
     return 0
 

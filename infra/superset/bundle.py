@@ -25,11 +25,31 @@ from typing import Any
 
 import yaml
 
-from infra.superset.spec import AVAILABILITY_DATASET, Chart, Dashboard, Dataset, Spec, load_spec
+from infra.superset.spec import (
+    AVAILABILITY_DATASET,
+    STATUS_COLOURS,
+    STATUS_LABELS,
+    Chart,
+    Dashboard,
+    Dataset,
+    Spec,
+    load_spec,
+)
 from infra.superset.warehouse import ServedWarehouse, current
 
 DATABASE_NAME = "trialsynth_marts"
 SITES_DATASET = "serving_study_sites"
+CRO_DATASET, CRO_COLUMN = "mart_kri_qtl", "cro_name"  # every site of a study, "no CRO" where it has none
+NOT_AVAILABLE_TEXT = "Not available for this study (no rows for the current filters)"
+# Superset's empty state says "No results were returned for this query" with no per-chart setting;
+# on our dashboards it says what it means. The original text stays in the DOM, hidden.
+EMPTY_STATE_CSS = (
+    '.dashboard-component-chart-holder [role="img"][aria-label="empty"] + div > p:first-child '
+    "{font-size: 0 !important;}\n"
+    '.dashboard-component-chart-holder [role="img"][aria-label="empty"] + div > p:first-child::after '
+    f'{{content: "{NOT_AVAILABLE_TEXT}"; font-size: 14px;}}\n')
+DATE_FORMAT = "%Y-%m-%d"
+DEFAULT_LABELS = {"tenant_id": "tenant", "study_id": "study", "site_id": "site", "cro": "CRO (as recorded)"}
 _NAMESPACE = uuid.UUID("6f1d3c1e-2f7a-4b8e-9a55-7f4e0c2d9b10")
 _VERSION = "1.0.0"
 _ROW_LIMIT = 10000
@@ -88,11 +108,12 @@ def dataset_config(ds: Dataset, schema: str = "main") -> dict[str, Any]:
         "uuid": object_uuid("dataset", ds.name), "version": _VERSION,
         "database_uuid": object_uuid("database", DATABASE_NAME),
         "columns": [{"column_name": c, "type": t, "is_dttm": c in temporal, "is_active": True, "groupby": True,
-                     "filterable": True, "expression": None, "verbose_name": None, "description": None,
-                     "python_date_format": None, "extra": {}} for c, t in ds.columns.items()],
-        "metrics": [{"metric_name": m, "verbose_name": m.replace("_", " "), "metric_type": None, "expression": e,
-                     "description": None, "d3format": None, "extra": {}, "warning_text": None}
-                    for m, e in ds.metrics.items()],
+                     "filterable": True, "expression": None,
+                     "verbose_name": ds.labels.get(c, DEFAULT_LABELS.get(c)), "description": None,
+                     "python_date_format": None, "extra": {}} for c, t in ds.all_columns.items()],
+        "metrics": [{"metric_name": m, "verbose_name": ds.labels.get(m, m.replace("_", " ")), "metric_type": None,
+                     "expression": e, "description": None, "d3format": ds.formats.get(m), "extra": {},
+                     "warning_text": None} for m, e in ds.metrics.items()],
     }
 
 
@@ -111,38 +132,65 @@ def _filters(chart: Chart) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return adhoc, query
 
 
+def _status_formatting(column: str) -> list[dict[str, Any]]:
+    """Table conditional formatting: the cell of ``column`` in its status colour (the text itself
+    says the status, so it also reads without colour)."""
+    return [{"column": column, "operator": "containing", "targetValue": label, "colorScheme": STATUS_COLOURS[status],
+             "useGradient": False} for status, labels in STATUS_LABELS.items() for label in labels if label.isupper()]
+
+
+def _reference_lines(values: list[float]) -> list[dict[str, Any]]:
+    """Formula annotation layers: a dashed horizontal line at each value (e.g. power 0.8 and 0.9)."""
+    return [{"name": f"{v:g} reference", "annotationType": "FORMULA", "sourceType": "", "value": f"{v:g}",
+             "overrides": {}, "show": True, "showLabel": True, "showMarkers": False, "hideLine": False,
+             "titleColumn": "", "descriptionColumns": [], "timeColumn": "", "intervalEndColumn": "",
+             "color": "#555555", "opacity": "", "style": "dashed", "width": 1} for v in values]
+
+
+def _format(ds: Dataset, name: str | None, default: str = "SMART_NUMBER") -> str:
+    return ds.formats.get(name or "", default)
+
+
 def _form_and_query(chart: Chart, ds: Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
     """Explore form data and the matching chart-data query for each chart kind."""
     o = chart.options
     metrics, groupby = list(o.get("metrics", [])), list(o.get("groupby", []))
     metric = o.get("metric")
     row_limit = int(o.get("row_limit", _ROW_LIMIT))
+    columns = ds.all_columns
     if chart.kind == "table":
         raw = "columns" in o
         order = o.get("order_by")
+        shown = list(o["columns"]) if raw else [*groupby, *metrics]
         form = {"viz_type": "table", "query_mode": "raw" if raw else "aggregate", "groupby": groupby,
                 "metrics": metrics, "all_columns": list(o.get("columns", [])), "percent_metrics": [],
-                "order_by_cols": [json.dumps([order, False])] if raw and order else [],
+                "order_by_cols": [json.dumps([order, bool(o.get("order_asc", False))])] if raw and order else [],
                 "timeseries_limit_metric": order if order and not raw else None, "order_desc": True,
-                "server_pagination": False, "server_page_length": 10, "table_timestamp_format": "smart_date",
-                "show_cell_bars": False, "color_pn": True,
-                "column_config": {c: {"d3NumberFormat": ",.4~r"} for c, t in ds.columns.items() if t.upper() == "DOUBLE"}}
-        query = {"columns": list(o["columns"]) if raw else groupby, "metrics": [] if raw else metrics,
-                 "orderby": [[order, False]] if order else ([[metrics[0], False]] if metrics else [])}
+                "server_pagination": False, "server_page_length": 10, "table_timestamp_format": DATE_FORMAT,
+                "show_cell_bars": False, "color_pn": True, "allow_render_html": False,
+                "column_config": {c: {"d3NumberFormat": _format(ds, c, ",.4~r")} for c in shown
+                                  if c in ds.formats or columns.get(c, "").upper() == "DOUBLE"},
+                "conditional_formatting": _status_formatting(o["status_column"]) if "status_column" in o else []}
+        query = {"columns": shown if raw else groupby, "metrics": [] if raw else metrics,
+                 "orderby": [[order, o.get("order_asc", False)]] if order else ([[metrics[0], False]] if metrics else [])}
     elif chart.kind == "heatmap":
         form = {"viz_type": "heatmap_v2", "x_axis": o["x"], "groupby": o["y"], "metric": metric,
                 "sort_x_axis": "alpha_asc", "sort_y_axis": "alpha_asc", "normalize_across": "heatmap",
                 "linear_color_scheme": "superset_seq_1", "xscale_interval": -1, "yscale_interval": -1,
                 "left_margin": "auto", "bottom_margin": "auto", "legend_type": "continuous", "show_legend": True,
-                "show_percentage": False, "show_values": False, "y_axis_format": ".3~g", "value_bounds": [None, None]}
+                "show_percentage": False, "show_values": False, "y_axis_format": _format(ds, metric, ".3~g"),
+                "x_axis_time_format": DATE_FORMAT, "value_bounds": [None, None]}
         query = {"columns": [o["x"], o["y"]], "metrics": [metric], "orderby": [[o["x"], True], [o["y"], True]]}
     elif chart.kind in ("line", "scatter", "bar"):
-        temporal = ds.columns[o["x"]].upper().startswith(_TEMPORAL_TYPES)
+        temporal = columns[o["x"]].upper().startswith(_TEMPORAL_TYPES)
         form = {"x_axis": o["x"], "metrics": metrics, "groupby": groupby, "order_desc": True,
-                "truncate_metric": True, "show_legend": True, "legendType": "scroll", "legendOrientation": "top",
-                "rich_tooltip": True, "y_axis_format": "SMART_NUMBER", "x_axis_time_format": "smart_date",
-                "comparison_type": "values", "annotation_layers": [], "sort_series_type": "sum",
-                "x_axis_title_margin": 15, "y_axis_title_margin": 15, "truncateYAxis": False}
+                "truncate_metric": True, "show_legend": True, "legendType": "plain", "legendOrientation": "top",
+                "rich_tooltip": True, "y_axis_format": _format(ds, metrics[0]), "x_axis_time_format": DATE_FORMAT,
+                "tooltipTimeFormat": DATE_FORMAT, "comparison_type": "values",
+                "annotation_layers": _reference_lines(o.get("reference_lines", [])), "sort_series_type": "sum",
+                "x_axis_title": o.get("x_title", ds.labels.get(o["x"], "")), "x_axis_title_margin": 30,
+                "y_axis_title": o.get("y_title", ds.labels.get(metrics[0], "")), "y_axis_title_margin": 50,
+                "y_axis_title_position": "Left", "truncateYAxis": False}
         if temporal:
             form["time_grain_sqla"] = o.get("time_grain", "P1D")
         if "y_bounds" in o:
@@ -153,11 +201,16 @@ def _form_and_query(chart: Chart, ds: Dataset) -> tuple[dict[str, Any], dict[str
             form.update({"viz_type": "echarts_timeseries_scatter", "markerEnabled": True, "markerSize": 5,
                          "x_axis_sort_asc": True})
         elif chart.kind == "line":
-            form.update({"viz_type": "echarts_timeseries_line", "x_axis_sort_asc": True})
+            form.update({"viz_type": "echarts_timeseries_line", "x_axis_sort_asc": True, "markerEnabled": True,
+                         "markerSize": 4})
         else:
             form.update({"viz_type": "echarts_timeseries_bar",
                          "orientation": "horizontal" if o.get("horizontal") else "vertical",
-                         "stack": "Stack" if o.get("stacked") else None, "show_value": False})
+                         "stack": "Stack" if o.get("stacked") else None, "show_value": bool(o.get("show_value"))})
+            if o.get("horizontal") and "x_title" not in o:
+                # the category axis is vertical there, its long names leave no room for a title:
+                # the chart's name says what the bars are
+                form["x_axis_title"] = ""
             if not temporal:
                 form.update({"x_axis_sort": metrics[0], "x_axis_sort_asc": False})
         x_col: Any = o["x"]
@@ -166,12 +219,13 @@ def _form_and_query(chart: Chart, ds: Dataset) -> tuple[dict[str, Any], dict[str
                      "timeGrain": form["time_grain_sqla"]}
         query = {"columns": [x_col, *groupby], "metrics": metrics, "orderby": [[metrics[0], False]]}
     elif chart.kind == "big_number":
-        form = {"viz_type": "big_number_total", "metric": metric, "subheader": "", "y_axis_format": "SMART_NUMBER",
-                "header_font_size": 0.4, "subheader_font_size": 0.15}
+        form = {"viz_type": "big_number_total", "metric": metric, "subheader": o.get("subheader", ""),
+                "y_axis_format": _format(ds, metric), "header_font_size": 0.4, "subheader_font_size": 0.15}
         query = {"columns": [], "metrics": [metric], "orderby": []}
-    else:  # pie, funnel
+    else:  # pie, funnel: labels show the name and the count (a funnel's stages are counts)
         form = {"viz_type": chart.kind, "groupby": groupby, "metric": metric, "sort_by_metric": True,
-                "show_legend": True, "show_labels": True, "label_type": "key_percent", "number_format": "SMART_NUMBER"}
+                "show_legend": True, "show_labels": True, "label_type": o.get("label_type", "key_value"),
+                "number_format": _format(ds, metric)}
         if chart.kind == "pie":
             form.update({"donut": True, "labels_outside": True, "outerRadius": 70, "innerRadius": 30})
         query = {"columns": groupby, "metrics": [metric], "orderby": [[metric, False]]}
@@ -195,17 +249,23 @@ def chart_config(chart: Chart, ds: Dataset) -> dict[str, Any]:
             "is_managed_externally": True, "external_url": None}
 
 
-def _native_filter(filter_id: str, name: str, column: str, dataset: str, parents: list[str]) -> dict[str, Any]:
+def label_colours() -> dict[str, str]:
+    """Series label -> status colour, for every dashboard (``label_colors`` of its metadata)."""
+    return {label: STATUS_COLOURS[status] for status, labels in STATUS_LABELS.items() for label in labels}
+
+
+def _native_filter(filter_id: str, name: str, column: str, dataset: str, parents: list[str],
+                   excluded: list[int] | None = None) -> dict[str, Any]:
     return {"id": filter_id, "name": name, "filterType": "filter_select", "type": "NATIVE_FILTER",
             "targets": [{"column": {"name": column}, "datasetUuid": object_uuid("dataset", dataset)}],
             "controlValues": {"enableEmptyFilter": False, "defaultToFirstItem": False, "multiSelect": True,
                               "searchAllOptions": False, "inverseSelection": False},
             "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
-            "cascadeParentIds": parents, "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
+            "cascadeParentIds": parents, "scope": {"rootPath": ["ROOT_ID"], "excluded": excluded or []},
             "description": "", "tabsInScope": []}
 
 
-def dashboard_config(dash: Dashboard) -> dict[str, Any]:
+def dashboard_config(dash: Dashboard, spec: Spec) -> dict[str, Any]:
     position: dict[str, Any] = {
         "DASHBOARD_VERSION_KEY": "v2",
         "ROOT_ID": {"type": "ROOT", "id": "ROOT_ID", "children": ["GRID_ID"]},
@@ -231,16 +291,22 @@ def dashboard_config(dash: Dashboard) -> dict[str, Any]:
                                   "meta": {"chartId": i, "width": chart.width, "height": int(chart.options.get("height", 50)), "sliceName": chart.name,
                                            "uuid": chart_uuid(chart)}}
     study = "NATIVE_FILTER-study"
+    # a chart whose dataset lacks the column is out of that filter's scope (its name says study-wide)
+    lacking = lambda col: [i for i, c in enumerate(dash.charts, start=1)  # noqa: E731
+                           if col not in spec.datasets[c.dataset].all_columns]
+    filters = [_native_filter(study, "Study", "study_id", AVAILABILITY_DATASET, [])]
+    if len(lacking("site_id")) < len(dash.charts):
+        filters.append(_native_filter("NATIVE_FILTER-site", "Site", "site_id", SITES_DATASET, [study], lacking("site_id")))
+    if len(lacking(CRO_COLUMN)) < len(dash.charts):
+        filters.append(_native_filter("NATIVE_FILTER-cro", "CRO", CRO_COLUMN, CRO_DATASET, [study], lacking(CRO_COLUMN)))
     metadata = {
-        "native_filter_configuration": [
-            _native_filter(study, "Study", "study_id", AVAILABILITY_DATASET, []),
-            _native_filter("NATIVE_FILTER-site", "Site", "site_id", SITES_DATASET, [study]),
-        ],
-        "cross_filters_enabled": False, "color_scheme": "supersetColors", "refresh_frequency": 0,
-        "expanded_slices": {}, "label_colors": {}, "shared_label_colors": [], "timed_refresh_immune_slices": [],
-        "default_filters": "{}", "chart_configuration": {}, "global_chart_configuration": {},
+        "native_filter_configuration": filters,
+        "cross_filters_enabled": True, "color_scheme": "supersetColors", "refresh_frequency": 0,
+        "expanded_slices": {}, "label_colors": label_colours(), "shared_label_colors": [],
+        "timed_refresh_immune_slices": [], "default_filters": "{}", "chart_configuration": {},
+        "global_chart_configuration": {"scope": {"rootPath": ["ROOT_ID"], "excluded": []}, "chartsInScope": []},
     }
-    return {"dashboard_title": dash.title, "description": dash.description, "css": "", "slug": dash.slug,
+    return {"dashboard_title": dash.title, "description": dash.description, "css": EMPTY_STATE_CSS, "slug": dash.slug,
             "uuid": object_uuid("dashboard", dash.slug), "position": position, "metadata": metadata,
             "version": _VERSION, "published": True, "certified_by": None, "certification_details": None,
             "is_managed_externally": True, "external_url": None}
@@ -257,7 +323,7 @@ def bundle_files(spec: Spec, warehouse: ServedWarehouse, root: str = "trialsynth
         for chart in dash.charts:
             slug = "".join(ch if ch.isalnum() else "_" for ch in chart.name).strip("_")
             files[f"{root}/charts/{dash.slug}__{slug}.yaml"] = dump(chart_config(chart, spec.datasets[chart.dataset]))
-        files[f"{root}/dashboards/{dash.slug}.yaml"] = dump(dashboard_config(dash))
+        files[f"{root}/dashboards/{dash.slug}.yaml"] = dump(dashboard_config(dash, spec))
     return files
 
 

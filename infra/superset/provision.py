@@ -36,6 +36,7 @@ from infra.superset.spec import ROOT, load_spec
 from infra.superset.warehouse import ServedWarehouse, current
 
 RULES_PATH = ROOT / "superset_config" / "rls_rules.yaml"
+VIEWER_EXTRA_PERMISSIONS = {("can_samples", "Datasource"), ("can_drill", "Dashboard")}
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -167,6 +168,10 @@ def apply_rls(client: SupersetClient, rules: Rules, home: Path | None = None) ->
                   and any(pv["view_menu"]["name"] == f"[{DATABASE_NAME}].[{t}](id:{i})" for t, i in datasets.items())]
     if len(access_ids) != len(datasets):
         raise RuntimeError(f"found {len(access_ids)} datasource_access permissions for {len(datasets)} datasets")
+    # Explore's Samples and drill-to-detail read rows of the dataset (row-level security applies);
+    # without these a viewer gets "Access is Denied" in the Samples tab
+    access_ids += [pv["id"] for pv in perm_views if (pv["permission"]["name"], pv["view_menu"]["name"])
+                   in VIEWER_EXTRA_PERMISSIONS]
     roles = {r["name"]: r["id"] for r in client.list_all("security/roles")}
     if rules.base_role not in roles:
         raise RuntimeError(f"base role {rules.base_role!r} does not exist (did `superset init` run?)")

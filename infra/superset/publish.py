@@ -10,7 +10,8 @@ What the serving file holds:
 * every ``mart_*`` table of the warehouse, sorted by tenant/study (DuckDB zone maps then skip other
   tenants' row groups), with the columns the dashboards spec declares cast to the declared type;
   a declared column the mart lacks is added as NULL, a declared mart the warehouse lacks becomes an
-  empty placeholder table with the declared columns, so no chart errors;
+  empty placeholder table with the declared columns, so no chart errors; the spec's display columns
+  (``calculated:``, e.g. a NULL CRO as "no CRO") are added, computed in SQL DuckDB and ClickHouse share;
 * ``serving_study_sites``: distinct tenant/study/site of all marts (values of the Site filter);
 * ``serving_dashboard_availability``: per tenant/study, dashboard and source (its marts and the
   bronze domains it needs, from ``mart_data_availability``) ``available`` or
@@ -106,10 +107,11 @@ def _warehouse_marts(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def _copy_mart(con: duckdb.DuckDBPyConnection, name: str, schema: str, declared: dict[str, str],
-               report: PublishReport, tenant: str | None = None) -> None:
+               report: PublishReport, tenant: str | None = None, calculated: dict[str, tuple[str, str]] | None = None) -> None:
     actual = {r[0]: r[1] for r in con.execute(f"DESCRIBE wh.{_q(schema)}.{_q(name)}").fetchall()}
+    calculated = calculated or {}
     if tenant is not None and "tenant_id" not in actual:
-        _create_empty(con, name, declared or actual)
+        _create_empty(con, name, {**(declared or actual), **{c: t for c, (_, t) in calculated.items()}})
         report.withheld.append(name)
         return
     select = []
@@ -127,7 +129,10 @@ def _copy_mart(con: duckdb.DuckDBPyConnection, name: str, schema: str, declared:
     select += [f"CAST(NULL AS {declared[c]}) AS {_q(c)}" for c in missing]
     order = " ORDER BY tenant_id, study_id" if {"tenant_id", "study_id"} <= set(actual) else ""
     where = f" WHERE tenant_id = {duckdb_str(tenant)}" if tenant is not None else ""
-    con.execute(f"CREATE TABLE main.{_q(name)} AS SELECT {', '.join(select)} FROM wh.{_q(schema)}.{_q(name)}{where}{order}")
+    # the spec's display columns (calculated:) are computed here, in SQL ClickHouse's serving views share
+    display = "".join(f", CAST({sql} AS {typ}) AS {_q(c)}" for c, (sql, typ) in calculated.items())
+    con.execute(f"CREATE TABLE main.{_q(name)} AS SELECT *{display} FROM (SELECT {', '.join(select)} "
+                f"FROM wh.{_q(schema)}.{_q(name)}{where}) AS mart{order}")
     report.copied[name] = con.execute(f"SELECT count(*) FROM main.{_q(name)}").fetchone()[0]
     if missing:
         report.added_columns[name] = missing
@@ -214,9 +219,9 @@ def publish(warehouse: Path, serving: Path, spec: Spec | None = None, retries: i
             if ds.serving:
                 continue
             if name in marts:
-                _copy_mart(con, name, marts[name], ds.columns, report, tenant)
+                _copy_mart(con, name, marts[name], ds.columns, report, tenant, ds.calculated)
             else:
-                _create_empty(con, name, ds.columns)
+                _create_empty(con, name, ds.all_columns)
                 report.placeholders.append(name)
         for name, schema in marts.items():
             if name not in spec.datasets:

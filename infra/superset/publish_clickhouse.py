@@ -63,14 +63,22 @@ class ClickHousePublishReport:
         return out
 
 
-def _mart_view(source: str | None, actual: dict[str, str], declared: dict[str, str]) -> str:
-    """SELECT of one serving view: the mart's columns, declared ones cast, missing declared ones NULL."""
+def _mart_view(source: str | None, actual: dict[str, str], declared: dict[str, str],
+               calculated: dict[str, tuple[str, str]] | None = None) -> str:
+    """SELECT of one serving view: the mart's columns, declared ones cast, missing declared ones NULL,
+    then the spec's display columns (``calculated``: name -> (SQL, type)) computed over them."""
+    calculated = calculated or {}
     if source is None:
-        columns = ", ".join(f"CAST(NULL AS {clickhouse_type(t)}) AS {_q(c)}" for c, t in declared.items())
+        columns = ", ".join(f"CAST(NULL AS {clickhouse_type(t)}) AS {_q(c)}"
+                            for c, t in {**declared, **{c: t for c, (_, t) in calculated.items()}}.items())
         return f"SELECT {columns} WHERE 0"
     select = [f"CAST({_q(c)} AS {clickhouse_type(declared[c])}) AS {_q(c)}" if c in declared else _q(c) for c in actual]
     select += [f"CAST(NULL AS {clickhouse_type(t)}) AS {_q(c)}" for c, t in declared.items() if c not in actual]
-    return f"SELECT {', '.join(select)} FROM {source}"
+    inner = f"SELECT {', '.join(select)} FROM {source}"
+    if not calculated:
+        return inner
+    display = ", ".join(f"CAST({sql} AS {clickhouse_type(t)}) AS {_q(c)}" for c, (sql, t) in calculated.items())
+    return f"SELECT *, {display} FROM ({inner}) AS mart"
 
 
 def publish_clickhouse(client, warehouse: ServedWarehouse, spec: Spec | None = None) -> ClickHousePublishReport:
@@ -107,8 +115,9 @@ def publish_clickhouse(client, warehouse: ServedWarehouse, spec: Spec | None = N
     served: dict[str, set[str]] = {}
     for name in marts:
         declared = spec.datasets[name].columns if name in spec.datasets else {}
+        calculated = spec.datasets[name].calculated if name in spec.datasets else {}
         source = f"{_q(db)}.{_q(name)}" if name in columns else None
-        view(name, _mart_view(source, columns.get(name, {}), declared), source or "placeholder")
+        view(name, _mart_view(source, columns.get(name, {}), declared, calculated), source or "placeholder")
         if source is None:
             report.placeholders.append(name)
         served[name] = set(columns.get(name, {})) | set(declared)

@@ -47,6 +47,9 @@ else
   "$VENV/bin/python" -m infra.superset.publish --warehouse "$WAREHOUSE" --serving "$SERVING"
 fi
 
+# the published data changed: drop cached chart results (superset_config.py DATA_CACHE_DIR)
+rm -rf "$SUPERSET_HOME/cache/data"
+
 SUPERSET_VERSION=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("apache_superset"))')
 STAMP=$SUPERSET_HOME/.initialized-$SUPERSET_VERSION
 if [ ! -f "$STAMP" ] || [ -n "${SUPERSET_ADMIN_PASSWORD:-}" ]; then

@@ -19,30 +19,63 @@ import pandas as pd
 
 from infra.superset.spec import load_spec
 
-VARIABLES = [f"{p}{i}" for p in ("VS_", "LB_") for i in range(1, 16)]  # 30 test codes
+VS_CODES = ["SYSBP", "DIABP", "PULSE", "RESP", "TEMP", "WEIGHT", "HEIGHT", "BMI", "SPO2", "WAIST"]
+LB_CODES = ["ALT", "AST", "ALP", "BILI", "ALB", "CREAT", "BUN", "GLUC", "CHOL", "TRIG", "HGB", "HCT", "WBC", "PLAT",
+            "NEUT", "LYM", "SODIUM", "K", "CL", "CA"]
+VARIABLES = [*VS_CODES, *LB_CODES]  # 30 test codes
+DOMAIN_OF = {**dict.fromkeys(VS_CODES, "VS"), **dict.fromkeys(LB_CODES, "LB")}
 VISITS = [(1.0, "SCREENING"), (2.0, "BASELINE"), *((float(i + 3), f"WEEK {w}") for i, w in enumerate((2, 4, 8, 12, 16, 20, 24)))]
-KRIS = ["ae_rate", "sae_rate", "important_pd_rate", "non_important_pd_rate", "discontinuation_rate", "query_rate",
-        "query_open_30d_rate", "late_crf_entry_rate", "screen_fail_rate", "ae_reporting_days"]
+# kri -> (label, unit) as mart_kri_qtl has them (units: models/rbqm/qtl.py KRIS)
+KRI_DEFS = {
+    "ae_rate": ("Adverse events", "per 1,000 subject-days"),
+    "sae_rate": ("Serious adverse events", "per 1,000 subject-days"),
+    "important_pd_rate": ("Important protocol deviations", "per 1,000 subject-days"),
+    "non_important_pd_rate": ("Non-important protocol deviations", "per 1,000 subject-days"),
+    "discontinuation_rate": ("Study discontinuation", "share of randomized subjects"),
+    "query_rate": ("Queries", "per 100 CRF pages entered"),
+    "query_open_30d_rate": ("Queries open > 30 days at the data cut", "share of queries"),
+    "late_crf_entry_rate": ("CRF pages entered > 10 days after the visit", "share of CRF pages"),
+    "screen_fail_rate": ("Screen failures", "share of screened subjects"),
+    "ae_reporting_days": ("AE reporting time (onset to EDC entry)", "mean days"),
+}
+KRIS = list(KRI_DEFS)
 KRIS_WITHOUT_EDC_LOGS = ["ae_rate", "sae_rate", "discontinuation_rate", "screen_fail_rate", "ae_reporting_days"]
-SOCS = [f"SOC {i:02d}" for i in range(1, 27)]
+# MedDRA SOC -> HLGTs (names, as AEBODSYS / AEHLGT carry them)
+MEDDRA = {
+    "Gastrointestinal disorders": ["Gastrointestinal signs and symptoms", "Gastrointestinal motility and defaecation conditions"],
+    "Nervous system disorders": ["Headaches", "Neurological disorders NEC"],
+    "General disorders and administration site conditions": ["General system disorders NEC", "Administration site reactions"],
+    "Infections and infestations": ["Infections - pathogen unspecified", "Viral infectious disorders"],
+    "Skin and subcutaneous tissue disorders": ["Epidermal and dermal conditions", "Skin appendage conditions"],
+    "Musculoskeletal and connective tissue disorders": ["Joint disorders", "Muscle disorders"],
+    "Respiratory, thoracic and mediastinal disorders": ["Respiratory disorders NEC", "Upper respiratory tract disorders (excl infections)"],
+    "Cardiac disorders": ["Cardiac arrhythmias", "Coronary artery disorders"],
+    "Psychiatric disorders": ["Sleep disorders and disturbances", "Anxiety disorders and symptoms"],
+    "Metabolism and nutrition disorders": ["Appetite and general nutritional disorders", "Glucose metabolism disorders (incl diabetes mellitus)"],
+}
 DOMAINS = ["dm", "sv", "vs", "lb", "ae", "ds", "dv", "sites", "queries", "crf_pages"]
 
 
 def _study(rng: np.random.Generator, tenant: str, study: str, n_subjects: int, edc_logs: bool) -> dict[str, pd.DataFrame]:
     n_sites = max(2, n_subjects // 50)
     sites = [f"{101 + i}" for i in range(n_sites)]
-    cros = [f"CRO-{'ABC'[i % 3]}" for i in range(n_sites)]
+    cros = [f"CRO-{'AB'[i % 3]}" if i % 3 < 2 else None for i in range(n_sites)]  # every third site: no CRO
     key = {"tenant_id": tenant, "study_id": study}
     out: dict[str, pd.DataFrame] = {}
 
     grid = pd.MultiIndex.from_product([sites, VARIABLES, range(len(VISITS))], names=["site_id", "variable", "v"]).to_frame(index=False)
     grid["n_expected"] = rng.integers(20, 60, len(grid))
-    grid["n_missing"] = rng.binomial(grid["n_expected"], rng.beta(1, 12, len(grid)))
+    # labs are drawn at screening and every other visit: elsewhere a lab is mostly absent (not scheduled)
+    unscheduled = grid["variable"].map(DOMAIN_OF).eq("LB").to_numpy() & (grid["v"].to_numpy() % 2 == 1)
+    grid["n_missing"] = rng.binomial(grid["n_expected"], np.where(unscheduled, 0.95, rng.beta(1, 12, len(grid))))
+    share = (grid.assign(obs=grid["n_expected"] - grid["n_missing"]).groupby(["variable", "v"])[["obs", "n_expected"]]
+             .transform("sum"))
     out["mart_missingness"] = pd.DataFrame({
-        **key, "site_id": grid["site_id"], "domain": grid["variable"].str[:2], "variable": grid["variable"],
+        **key, "site_id": grid["site_id"], "domain": grid["variable"].map(DOMAIN_OF), "variable": grid["variable"],
         "visitnum": [VISITS[v][0] for v in grid["v"]], "visit": [VISITS[v][1] for v in grid["v"]],
         "n_expected": grid["n_expected"], "n_observed": grid["n_expected"] - grid["n_missing"],
-        "n_missing": grid["n_missing"], "pct_missing": 100 * grid["n_missing"] / grid["n_expected"]})
+        "n_missing": grid["n_missing"], "pct_missing": 100 * grid["n_missing"] / grid["n_expected"],
+        "is_scheduled": share["obs"] >= 0.5 * share["n_expected"]})
 
     n_weeks = 60 + n_subjects // 200
     weeks = [date(2024, 1, 1) + timedelta(weeks=w) for w in range(n_weeks)]
@@ -51,12 +84,14 @@ def _study(rng: np.random.Generator, tenant: str, study: str, n_subjects: int, e
     trend["n_missing_week"] = rng.binomial(trend["n_expected_week"], 0.08)
     grouped = trend.groupby("variable")
     out["mart_missingness_trend"] = pd.DataFrame({
-        **key, "domain": trend["variable"].str[:2], "variable": trend["variable"],
+        **key, "domain": trend["variable"].map(DOMAIN_OF), "variable": trend["variable"],
         "time_basis": "crf_entry_date" if edc_logs else "observation_date", "week_start": trend["week_start"],
         "n_expected_week": trend["n_expected_week"], "n_missing_week": trend["n_missing_week"],
         "cum_expected": grouped["n_expected_week"].cumsum(), "cum_missing": grouped["n_missing_week"].cumsum()})
     out["mart_missingness_trend"]["cum_pct_missing"] = (100 * out["mart_missingness_trend"]["cum_missing"]
                                                          / out["mart_missingness_trend"]["cum_expected"])
+    out["mart_missingness_trend"]["cum_expected_scheduled"] = out["mart_missingness_trend"]["cum_expected"]
+    out["mart_missingness_trend"]["cum_missing_scheduled"] = out["mart_missingness_trend"]["cum_missing"]
 
     out["mart_data_availability"] = pd.DataFrame({
         **key, "domain": DOMAINS,
@@ -89,7 +124,8 @@ def _study(rng: np.random.Generator, tenant: str, study: str, n_subjects: int, e
     limit = base * np.where(kri["kri"] == "important_pd_rate", 0.9, 1.5)  # one QTL breached study-wide
     out["mart_kri_qtl"] = pd.DataFrame({
         **key, "site_id": [sites[s] for s in kri["s"]], "cro": [cros[s] for s in kri["s"]] if edc_logs else None,
-        "kri": kri["kri"], "kri_label": kri["kri"].str.replace("_", " "), "numerator": kri["numerator"],
+        "kri": kri["kri"], "kri_label": kri["kri"].map(lambda k: KRI_DEFS[k][0]),
+        "unit": kri["kri"].map(lambda k: KRI_DEFS[k][1]), "numerator": kri["numerator"],
         "denominator": kri["denominator"], "rate": kri["rate"], "study_rate": base, "z_score": kri["z_score"],
         "flag": kri["flag"], "qtl_name": np.where(qtl, kri["kri"] + " QTL", None),
         "qtl_limit": np.where(qtl, limit, np.nan),
@@ -129,31 +165,62 @@ def _study(rng: np.random.Generator, tenant: str, study: str, n_subjects: int, e
                                 "ci_upper": np.minimum(1, survival * 1.05)}))
     out["mart_km_discontinuation"] = pd.concat(km, ignore_index=True)
 
-    saf = pd.MultiIndex.from_product([SOCS, range(3), ["Placebo", "Xanomab 50 mg"]], names=["soc", "h", "arm"]).to_frame(index=False)
+    terms = [(soc, hlgt) for soc, hlgts in MEDDRA.items() for hlgt in hlgts]
+    saf = pd.MultiIndex.from_product([range(len(terms)), ["Placebo", "Xanomab 50 mg"]], names=["t", "arm"]).to_frame(index=False)
+    saf["soc"] = [terms[t][0] for t in saf["t"]]
     saf["n_events"] = rng.poisson(n_subjects / 200 + 1, len(saf))
     saf["n_subjects"] = np.minimum(saf["n_events"], rng.poisson(n_subjects / 300 + 1, len(saf)))
     saf["n_serious"] = rng.binomial(saf["n_events"], 0.05)
     days = rng.gamma(2, 3, len(saf))
     out["mart_safety"] = pd.DataFrame({
         **key, "site_id": sites[0], "cro": cros[0] if edc_logs else None, "arm": saf["arm"], "soc": saf["soc"],
-        "hlgt": saf["soc"] + " HLGT " + saf["h"].astype(str), "n_events": saf["n_events"],
+        "hlgt": [terms[t][1] if edc_logs else None for t in saf["t"]], "n_events": saf["n_events"],
         "n_subjects": saf["n_subjects"], "n_serious": saf["n_serious"],
-        "sae_proportion": saf["n_serious"] / np.maximum(saf["n_events"], 1), "n_reported_with_date": saf["n_events"],
-        "total_days_to_report": days * saf["n_events"], "median_days_to_report": days})
+        "sae_proportion": saf["n_serious"] / np.maximum(saf["n_events"], 1), "n_reported_with_date": saf["n_events"] if edc_logs else 0,  # the CDISC pilot has no AE entry date
+        "total_days_to_report": days * saf["n_events"] if edc_logs else None,
+        "median_days_to_report": days if edc_logs else None})
 
     curves = []
-    for scenario, effect in (("base", 0.5), ("pessimistic", 0.35)):
-        n = np.linspace(10, 400, 36)
-        curves.append(pd.DataFrame({"scenario": scenario, "axis": "n_per_arm", "x": n,
-                                    "power": 1 - np.exp(-n * effect**2 / 8)}))
-        e = np.geomspace(effect / 4, effect * 2, 24)
-        curves.append(pd.DataFrame({"scenario": scenario, "axis": "effect", "x": e,
-                                    "power": 1 - np.exp(-130 * e**2 / 8)}))
+    # (scenario, endpoint, design effect, effect grid, analysable N per arm); tte: hazard ratios
+    designs = (("base", "continuous", 5.0, np.linspace(1, 10, 24), 64), ("pessimistic", "continuous", 3.5,
+               np.linspace(1, 10, 24), 129), ("base", "tte", 0.7, np.linspace(0.5, 0.95, 24), 247))
+    for scenario, endpoint, effect, grid, n_analysable in designs:
+        size = abs(np.log(effect)) if endpoint == "tte" else effect / 10
+        n = np.linspace(10, 4 * n_analysable, 36)
+        curves.append(pd.DataFrame({"scenario": scenario, "endpoint": endpoint, "axis": "n_per_arm", "x": n,
+                                    "power": 1 - np.exp(-n * size**2 / 5), "n": n_analysable, "effect": effect}))
+        sizes = np.abs(np.log(grid)) if endpoint == "tte" else grid / 10
+        curves.append(pd.DataFrame({"scenario": scenario, "endpoint": endpoint, "axis": "effect", "x": grid,
+                                    "power": 1 - np.exp(-n_analysable * sizes**2 / 5), "n": n_analysable,
+                                    "effect": effect}))
     pc = pd.concat(curves, ignore_index=True)
+    enrol = np.ceil(pc["n"] / 0.9).astype(int)  # 10 % dropout
     out["mart_power_curves"] = pd.DataFrame({
-        **key, "scenario": pc["scenario"], "endpoint": "continuous", "axis": pc["axis"], "x": pc["x"],
-        "power": pc["power"], "method": "analytic", "mc_se": np.nan,
-        "recommended_n_per_arm": pc["scenario"].map({"base": 128, "pessimistic": 258})})
+        **key, "scenario": pc["scenario"], "endpoint": pc["endpoint"], "axis": pc["axis"], "x": pc["x"],
+        "power": pc["power"], "method": "analytic", "mc_se": np.nan, "recommended_n_per_arm": enrol,
+        "recommended_n_treatment": enrol, "evaluable_n_control": pc["n"], "evaluable_n_treatment": pc["n"],
+        "design_effect": pc["effect"], "dropout": 0.1})
+    # closest imputation: 40 filled cells with 3 donors each; closest records: 3 per synthetic row
+    cells = pd.DataFrame({"usubjid": [f"{study}-{i % 25:03d}" for i in range(40)],
+                          "v": rng.integers(0, len(VISITS), 40), "variable": rng.choice(VS_CODES, 40)})
+    donors = cells.loc[cells.index.repeat(3)].reset_index(drop=True)
+    donors["donor_rank"] = np.tile([1, 2, 3], 40)
+    donors["donor_value"] = rng.normal(120, 12, len(donors))
+    out["mart_imputation_donors"] = pd.DataFrame({
+        **key, "usubjid": donors["usubjid"], "visitnum": [VISITS[v][0] for v in donors["v"]],
+        "visit": [VISITS[v][1] for v in donors["v"]], "variable": donors["variable"],
+        "filled_value": donors.groupby(donors.index // 3)["donor_value"].transform("mean"),
+        "donor_rank": donors["donor_rank"], "donor_usubjid": [f"{study}-{int(x):03d}" for x in rng.integers(25, 99, len(donors))],
+        "donor_visitnum": [VISITS[v][0] for v in donors["v"]], "donor_visit": [VISITS[v][1] for v in donors["v"]],
+        "distance": np.sort(rng.gamma(2, 0.3, (40, 3)), axis=1).ravel(), "n_common": 8,
+        "donor_value": donors["donor_value"], "weight": 1 / 3, "method": "donors"})
+    closest = pd.MultiIndex.from_product([range(60), [1, 2, 3]], names=["synthetic_row", "rank"]).to_frame(index=False)
+    closest["distance"] = np.sort(rng.gamma(3, 0.4, (60, 3)), axis=1).ravel()
+    out["mart_closest_records"] = pd.DataFrame({
+        **key, "run_id": "run-4", "synthetic_row": closest["synthetic_row"], "rank": closest["rank"],
+        "real_row": rng.integers(0, n_subjects, len(closest)), "distance": closest["distance"], "holdout_p5": 0.35,
+        "nearer_than_holdout_p5": closest["distance"] < 0.35,
+        "privacy_status": np.where(closest["distance"] < 0.35, "FAIL", "PASS")})
     return out
 
 

@@ -15,14 +15,39 @@ SPEC_PATH = ROOT / "superset_config" / "dashboards.yaml"
 CHART_KINDS = {"table", "heatmap", "line", "scatter", "bar", "big_number", "funnel", "pie"}
 REQUIRED_COLUMNS = ("tenant_id", "study_id")
 AVAILABILITY_DATASET = "serving_dashboard_availability"
+# Status colours, the same on every dashboard and chart: fail red, warn amber, pass green, no verdict
+# grey. Every status is also written out (FAIL / WARN / PASS ...) so it reads without colour.
+STATUS_COLOURS = {"fail": "#D32F2F", "warn": "#F9A825", "pass": "#2E7D32", "none": "#9E9E9E"}
+STATUS_LABELS = {
+    "fail": ("fail", "FAIL", "alarm", "ALARM", "BREACHED"),
+    "warn": ("warn", "WARN"),
+    "pass": ("pass", "PASS", "ok", "OK", "WITHIN LIMIT"),
+    "none": ("insufficient", "TOO FEW DATA"),
+}
+STUDY_WIDE = "(study-wide)"  # in the name of a chart the Site and CRO filters cannot apply to
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """``columns``: the mart's columns (name -> type); ``calculated``: display columns the publish step
+    adds to the served table or view (name -> (SQL read by DuckDB and ClickHouse alike, type)), so
+    Superset sees them as plain columns everywhere (raw tables, Samples, filters; Superset 6.1 reads
+    a calculated column of a raw table as a physical name on ClickHouse); ``metrics``: name -> SQL aggregate;
+    ``formats``: metric or column -> d3 number format; ``labels``: column or metric -> the name
+    people read in tables, legends and filters."""
+
     name: str
     columns: dict[str, str]
     metrics: dict[str, str] = field(default_factory=dict)
     serving: bool = False
+    calculated: dict[str, tuple[str, str]] = field(default_factory=dict)
+    formats: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_columns(self) -> dict[str, str]:
+        """Physical and calculated columns, name -> type."""
+        return {**self.columns, **{c: t for c, (_, t) in self.calculated.items()}}
 
 
 @dataclass(frozen=True)
@@ -39,7 +64,8 @@ class Chart:
 
     def referenced_columns(self) -> list[str]:
         o = self.options
-        cols = [o.get("x"), o.get("y"), *o.get("groupby", []), *o.get("columns", []), *(f[0] for f in o.get("filters", []))]
+        cols = [o.get("x"), o.get("y"), *o.get("groupby", []), *o.get("columns", []), *(f[0] for f in o.get("filters", [])),
+                o.get("status_column")]
         return [c for c in cols if c]
 
     def referenced_metrics(self) -> list[str]:
@@ -69,10 +95,20 @@ class Spec:
 def load_spec(path: Path = SPEC_PATH) -> Spec:
     """Parse and validate the spec; raises ValueError naming the offending dataset/chart/column."""
     raw = yaml.safe_load(Path(path).read_text())
-    datasets = {
-        name: Dataset(name, dict(d["columns"]), dict(d.get("metrics") or {}), bool(d.get("serving", False)))
-        for name, d in raw["datasets"].items()
-    }
+    datasets = {}
+    for name, d in raw["datasets"].items():
+        metrics, formats = {}, dict(d.get("formats") or {})
+        labels = dict(d.get("labels") or {})
+        for metric, m in (d.get("metrics") or {}).items():
+            if isinstance(m, dict):  # {sql, format, label}
+                metrics[metric] = m["sql"]
+                formats.update({metric: m["format"]} if "format" in m else {})
+                labels.update({metric: m["label"]} if "label" in m else {})
+            else:
+                metrics[metric] = m
+        calculated = {c: (v["sql"], v["type"]) for c, v in (d.get("calculated") or {}).items()}
+        datasets[name] = Dataset(name, dict(d["columns"]), metrics, bool(d.get("serving", False)), calculated,
+                                 formats, labels)
     dashboards = {}
     for slug, d in raw["dashboards"].items():
         charts = [Chart(slug, c["name"], c["kind"], c["dataset"],
@@ -94,6 +130,8 @@ def _validate(spec: Spec) -> None:
     for dash in spec.dashboards.values():
         if not dash.charts:
             raise ValueError(f"dashboard {dash.slug}: no charts")
+        has_sites = any("site_id" in spec.datasets[c.dataset].columns for c in dash.charts
+                        if c.dataset in spec.datasets and c.dataset != AVAILABILITY_DATASET)
         for chart in dash.charts:
             where = f"dashboard {dash.slug}, chart {chart.name!r}"
             if chart.kind not in CHART_KINDS:
@@ -101,7 +139,7 @@ def _validate(spec: Spec) -> None:
             if chart.dataset not in spec.datasets:
                 raise ValueError(f"{where}: dataset {chart.dataset!r} is not declared under datasets")
             ds = spec.datasets[chart.dataset]
-            unknown = [c for c in chart.referenced_columns() if c not in ds.columns]
+            unknown = [c for c in chart.referenced_columns() if c not in ds.all_columns]
             if unknown:
                 raise ValueError(f"{where}: columns {unknown} are not columns of {ds.name}")
             unknown = [m for m in chart.referenced_metrics() if m not in ds.metrics]
@@ -110,6 +148,18 @@ def _validate(spec: Spec) -> None:
             _check_alias_shadowing(where, chart.referenced_metrics(), ds)
             if not 1 <= chart.width <= 12:
                 raise ValueError(f"{where}: width must be 1..12, got {chart.width}")
+            if has_sites and chart.dataset != AVAILABILITY_DATASET and "site_id" not in ds.columns \
+                    and STUDY_WIDE not in chart.name:
+                raise ValueError(f"{where}: its dataset has no site_id, so the Site filter cannot apply: "
+                                 f"say {STUDY_WIDE!r} in its name")
+    for ds in spec.datasets.values():
+        for name, sql in [*ds.metrics.items(), *((c, sql) for c, (sql, _) in ds.calculated.items())]:
+            if sql.count("(") != sql.count(")"):
+                raise ValueError(f"dataset {ds.name}: {name} has unbalanced parentheses (quote SQL with commas "
+                                 f"in YAML flow mappings): {sql!r}")
+        clash = sorted(set(ds.calculated) & (set(ds.columns) | set(ds.metrics)))
+        if clash:
+            raise ValueError(f"dataset {ds.name}: calculated columns {clash} are named like a column or metric")
 
 
 def _check_alias_shadowing(where: str, metrics: list[str], ds: Dataset) -> None:

@@ -258,6 +258,50 @@ def _guarantee_html(guarantee: dict | None) -> str:
     return f"{_table(['field', 'value'], rows)}<p>{html.escape(guarantee['statement'])}</p>{split_table}"
 
 
+def _epsilon_curve_figure(curve: dict) -> Figure:
+    """One panel per curve metric against epsilon (log scale): a line per DP mechanism, the
+    synthesizer without a guarantee as a dashed horizontal line."""
+    from models.evidence.epsilon_curve import CURVE_METRICS, LOWER_IS_BETTER
+
+    fig = Figure(figsize=(3.2 * len(CURVE_METRICS), 3.0), layout="constrained")
+    none = next((p for p in curve["points"] if p["epsilon"] is None), None)
+    for ax, metric in zip(fig.subplots(1, len(CURVE_METRICS)), CURVE_METRICS, strict=True):
+        for mechanism in curve["mechanisms"]:
+            points = sorted((p["epsilon"], p[metric]) for p in curve["points"]
+                            if p["mechanism"] == mechanism and p["epsilon"] is not None and p[metric] is not None)
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=mechanism)
+        if none is not None and none[metric] is not None:
+            ax.axhline(none[metric], color="k", ls="--", lw=1, label="none")
+        ax.set_xscale("log")
+        ax.set_xticks(curve["epsilons"], [f"{e:g}" for e in curve["epsilons"]])
+        ax.minorticks_off()
+        ax.set_xlabel("epsilon")
+        ax.set_title(f"{metric} ({'lower' if LOWER_IS_BETTER[metric] else 'higher'} is better)", fontsize=8)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _epsilon_curve_html(curve: dict | None) -> str:
+    """The epsilon curve section: what it is, the figure, the numbers, where the domain came from."""
+    if not curve:
+        return "<p>Not computed (study config <code>evidence.epsilon_curve</code> is off).</p>"
+    from models.evidence.epsilon_curve import curve_rows
+
+    header, rows = curve_rows(curve)
+    domain = curve["domain"]["read_off_training_data"]
+    domain_note = (f"Columns without a public domain in the study config, given one read off the training rows "
+                   f"for this curve only (categories seen, range rounded outward; not private, so the curve is "
+                   f"optimistic for them): {', '.join(domain)}." if domain else
+                   "Every column's domain came from the study config.")
+    return (f"<p>Delta {curve['delta']:g}; utility target: {html.escape(str(curve['target']))}; "
+            f"{curve['rows']['train']} training and {curve['rows']['holdout']} holdout rows. "
+            f"{html.escape(curve['statement'][0].upper() + curve['statement'][1:])}.</p>"
+            f'<div class="figures">{_png(_epsilon_curve_figure(curve))}</div>'
+            + _table(header, [[_cell(v) for v in row] for row in rows])
+            + f"<p>{html.escape(domain_note)}</p>")
+
+
 def render_html(pack: EvidencePack) -> str:
     """The report as one HTML string: what failed and why, context, metrics by group (most severe
     first), overlays, heatmaps, DCR, closest pairs side by side, projection."""
@@ -289,6 +333,7 @@ def render_html(pack: EvidencePack) -> str:
 {_verdict_html(pack)}
 <h2>Context</h2>{_table(["field", "value"], context_rows)}
 <h2>Privacy guarantee</h2>{_guarantee_html(pack.details.get("privacy_guarantee"))}
+<h2>Privacy budget against fidelity, utility and MIA AUC (epsilon curve)</h2>{_epsilon_curve_html(pack.details.get("epsilon_curve"))}
 <h2>Metrics</h2>{_metric_groups(pack)}
 <h2>Supporting numbers</h2>{_table(["quantity", "value"], details_rows)}
 <h2>Distributions: {" vs ".join(series_labels)}</h2><div class="figures">{overlays}</div>

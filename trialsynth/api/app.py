@@ -33,7 +33,7 @@ from trialsynth.api.problems import (
 from trialsynth.api.routers import evidence, health, impute, ingest, jobs, simulate, synth
 from trialsynth.api.store import open_store
 from trialsynth.registry import ModelRegistry
-from trialsynth.security import check_keys
+from trialsynth.security import KeyService, check_keys
 from trialsynth.settings import Settings, get_settings
 
 API_VERSION = "1.0.0"  # the contract's version (paths carry /v1), not the code's: the committed spec must not drift
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, dagster: DagsterClient | Non
     ctx = ApiContext(settings=settings, engine=engine, verifier=TokenVerifier(settings),
                      limiter=RateLimiter(api.rate_per_s, api.rate_burst), idempotency=IdempotencyStore(engine),
                      dagster=client, jobs=JobService(settings, engine, client), telemetry=telemetry,
-                     registry=ModelRegistry(settings.registry_sqlalchemy_url))
+                     registry=ModelRegistry(settings.registry_sqlalchemy_url, keys=KeyService(settings)))
 
     app = FastAPI(title="trialsynth API", version=API_VERSION, description=DESCRIPTION,
                   dependencies=[Depends(reject_unknown_query)],

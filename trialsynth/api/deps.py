@@ -3,7 +3,7 @@ Idempotency-Key handling of POSTs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -23,6 +23,7 @@ from trialsynth.api.problems import IDEMPOTENCY_HEADER, PROBLEM_JSON, invalid
 from trialsynth.api.schemas import Problem
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings
+from trialsynth.tenancy import tenant_scope
 
 
 @dataclass
@@ -57,14 +58,18 @@ async def get_ctx(request: Request) -> ApiContext:  # async: no thread hop for a
 _bearer = HTTPBearer(auto_error=False, description="JWT with the claims sub, tenant, aud, iss and exp")
 
 
-async def principal(request: Request, _credentials: Annotated[Any, Depends(_bearer)] = None) -> Principal:
-    """The verified caller; its tenant scopes everything the request can see. Rate-limited per tenant."""
+async def principal(request: Request, _credentials: Annotated[Any, Depends(_bearer)] = None
+                    ) -> AsyncIterator[Principal]:
+    """The verified caller; its tenant scopes everything the request can see (the request runs in
+    ``tenant_scope(caller.tenant)``: row-level security of the API store and the registry). Rate-limited
+    per tenant."""
     ctx: ApiContext = request.app.state.ctx
     caller = ctx.verifier.verify(request.headers.get("authorization"))
     request.scope.setdefault("state", {})["tenant"] = caller.tenant
     tenant_var.set(caller.tenant)
     ctx.limiter.check(caller.tenant)
-    return caller
+    with tenant_scope(caller.tenant):
+        yield caller
 
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]

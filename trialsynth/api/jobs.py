@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from orchestration.api_jobs import GENERATE_JOB, IMPUTE_JOB, SIMULATE_JOB, TRAIN_JOB
+from orchestration.api_jobs import GENERATE_JOB, IMPUTE_JOB, SIMULATE_JOB, TRACE_LOGGER, TRAIN_JOB
 from orchestration.partitions import TENANT_STUDY
 from trialsynth.api.dagster import DagsterClient, DagsterRejected, DagsterUnavailable, RunInfo
 from trialsynth.api.observability import run_trace_tags, trace_id_var
@@ -58,7 +58,8 @@ class JobService:
     # -- creating --------------------------------------------------------------------------------
     def create(self, tenant: str, kind: str, study: str | None, request: dict, run_config: dict,
                job_id: str) -> dict:
-        """Launch the run of job ``job_id`` (a retry finds the run it launched before) and record it."""
+        """Launch the run of job ``job_id`` (a retry finds the run it launched before) and record it. The run
+        carries the request's trace in its tags and logs through the trace logger (orchestration/api_jobs.py)."""
         job_name = JOB_NAMES[kind]
         tags = {"trialsynth/tenant": tenant, "trialsynth/api_kind": kind, **run_trace_tags()}
         if study is not None:
@@ -68,7 +69,7 @@ class JobService:
                 key = partition_key(tenant, study)
                 self.dagster.add_partition(job_name, TENANT_STUDY, key)
                 tags["dagster/partition"] = key
-            run_id = self.dagster.submit(job_name, run_config, tags, job_id)
+            run_id = self.dagster.submit(job_name, {**run_config, "loggers": {TRACE_LOGGER: {}}}, tags, job_id)
         except (DagsterUnavailable, DagsterRejected) as exc:
             raise dagster_problem(exc) from None
         t = now()
@@ -156,7 +157,8 @@ class JobService:
         if kind == "train":
             meta = mats.get("synthesizer_model", {})
             return {"model_id": meta.get("model_id"), "model_status": meta.get("status"),
-                    "training": meta.get("training"), "links": {"model": f"/synth/v1/models/{meta.get('model_id')}"}}
+                    "training": meta.get("training"), "privacy": meta.get("privacy"),
+                    "links": {"model": f"/synth/v1/models/{meta.get('model_id')}"}}
         if kind == "generate":
             cohort, pack = mats.get("synthetic_cohort", {}), mats.get("evidence_pack", {})
             result = {"batch_id": run.run_id, "model_id": cohort.get("model_id"), "model_status": cohort.get("model_status"),

@@ -7,6 +7,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trialsynth.names import SAFE_NAME
+from trialsynth.study_config import DP_SYNTHESIZERS, PrivacyBudget
 
 Name = Field(pattern=SAFE_NAME.pattern, description="letters, digits, '_', '.', '-'; 1-64 characters")
 Scalar = str | int | float | bool
@@ -51,12 +52,23 @@ class ColumnSpec(StrictBody):
     decimals: int | None = Field(None, ge=0, le=10)
 
 
+class Privacy(StrictBody, PrivacyBudget):
+    """The (epsilon, delta) differential-privacy budget one training spends (the study config's
+    ``PrivacyBudget``): replace-one-subject neighbours, added to what the study's data version has spent
+    and bounded by the study's cap."""
+
+
 class TrainRequest(StrictBody):
     study: str = Name
-    synthesizer: Literal["ctgan", "copula"] | None = Field(None, description="default: the study config's")
+    synthesizer: Literal["ctgan", "copula", *DP_SYNTHESIZERS] | None = Field(
+        None, description=f"default: the study config's; {' and '.join(DP_SYNTHESIZERS)} are differentially private "
+        "and need a privacy budget (here or in the study config)")
     seed: int | None = Seed
     columns: dict[str, ColumnSpec] = Field(default_factory=dict, max_length=200,
-                                           description="per-column kind, categories and constraints")
+                                           description="per-column kind, categories and constraints (for a DP "
+                                           "synthesizer: the public domain, never read off the data)")
+    privacy: Privacy | None = Field(None, description="differential-privacy budget of this training; absent: the "
+                                    "study config's (none: no guarantee, only with ctgan or copula)")
 
 
 class GenerateRequest(StrictBody):
@@ -134,6 +146,32 @@ class DropFile(BaseModel):
     name: str
     bytes: int
     sha256: str
+
+
+class UploadFileSpec(StrictBody):
+    name: str = Field(pattern=SAFE_NAME.pattern, description="file name in the drop (naming rules of multipart uploads)")
+    bytes: int = Field(ge=0, description="size the client will PUT; checked when the upload is finished")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file; checked when the upload is finished")
+
+
+class UploadRequest(StrictBody):
+    study: str = Name
+    drop_id: str | None = Field(None, pattern=SAFE_NAME.pattern, description="absent: the API names the drop")
+    files: list[UploadFileSpec] = Field(min_length=1, max_length=200)
+
+
+class UploadTarget(DropFile):
+    url: str = Field(description="presigned URL: PUT the file's bytes there before it expires")
+    method: Literal["PUT"] = "PUT"
+
+
+class DropUpload(BaseModel):
+    upload_id: str
+    study: str
+    drop_id: str
+    expires_at: str
+    files: list[UploadTarget]
+    finish: str = Field(description="POST here (with an Idempotency-Key) once every file is PUT: the drop lands")
 
 
 class Drop(BaseModel):

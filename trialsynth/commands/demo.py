@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"      CDISC pilot (CDISC/PHUSE, MIT) landed at {cdisc}")
 
     from trialsynth.runner import process_landing_zone
+    from trialsynth.storage import open_lake_store
 
     logs = settings.data_path / "logs"
     print(f"[2/3] landing sensor -> study pipeline runs (one line per step; whole logs in {logs})")
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     wh, lineage, registry = settings.warehouse, settings.lineage, make_url(settings.registry_sqlalchemy_url)
     warehouse = (f"ClickHouse {wh.clickhouse_host}:{wh.clickhouse_port}, database {wh.clickhouse_database}"
                  if wh.target == "clickhouse" else settings.warehouse_path)
-    print(f"\nfiles:  landing {settings.landing_dir}\n        raw zone {settings.raw_dir}\n"
-          f"        lake (bronze, quarantine, analytics) {settings.lake_dir}\n        warehouse {warehouse}\n"
+    print(f"\nfiles:  landing {settings.landing_dir}\n        raw zone {open_lake_store(settings, 'raw').location}\n"
+          f"        lake (bronze, quarantine, analytics) {open_lake_store(settings).location}\n        warehouse {warehouse}\n"
           f"        lineage {f'S3 bucket {lineage.s3_bucket}' if lineage.store == 's3' else settings.lake_dir}\n"
           f"        Dagster storage {settings.dagster_storage}, model registry {registry.render_as_string(hide_password=True)}")
     print(f"Dagster UI: `make ui` then open http://127.0.0.1:3000 (DAGSTER_HOME={home})")

@@ -4,9 +4,12 @@ line each; exit 1 when anything is wrong (a wrong setting fails here, not in the
 - Dagster storage: the SQLite folder, or a Postgres login to the configured database;
 - warehouse: the DuckDB file, or ClickHouse's ``/ping`` plus a query as the configured user;
 - lineage store: the lake folder, or the S3 bucket, which must exist with Object Lock enabled;
+- lake: the local folders, or the lake bucket (a probe object written, read back and deleted under
+  ``<s3_prefix>/lake/_doctor/``) and the raw zone's bucket (Object Lock enabled when
+  ``lake.raw_retention_days`` > 0; nothing is written there: it would be locked);
 - model registry: a connection to its SQLAlchemy URL.
 
-Read-only: nothing is created or written.
+Nothing else is created or written.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,32 +132,83 @@ def _duckdb_tables(path: Path) -> str:
 def check_lineage_store(s: Settings) -> str:
     if s.lineage.store == "local":
         return f"local files in {s.lake_dir} ({_writable_folder(s.lake_dir)})"
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-
     lin = s.lineage
     where = f"s3://{lin.s3_bucket} at {lin.s3_endpoint_url or 'AWS'}"
+    client = _s3_client(lin.s3_endpoint_url, os.environ.get("AWS_REGION", "us-east-1"))
+    _head_bucket(client, lin.s3_bucket, where, "create it with Object Lock enabled")
+    _require_object_lock(client, lin.s3_bucket, where, "lineage", "lineage.s3_bucket")
+    return f"{where}, Object Lock enabled; COMPLIANCE retention {lin.s3_retention_days} days per object"
+
+
+def _s3_client(endpoint_url: str | None, region: str):
+    import boto3
+    from botocore.config import Config
+
     # A fresh session: boto3's default session keeps the first credentials it resolved in the process.
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=lin.s3_endpoint_url, region_name=os.environ.get("AWS_REGION", "us-east-1"),
-                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                        connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S))
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint_url, region_name=region,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                      connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S))
+
+
+def _head_bucket(client, bucket: str, where: str, what_to_do: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
-        client.head_bucket(Bucket=lin.s3_bucket)
+        client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        raise Problem(f"{where}: bucket not reachable ({exc.response.get('Error', {}).get('Code')}): create it with "
-                      "Object Lock enabled, or check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
+        raise Problem(f"{where}: bucket not reachable ({exc.response.get('Error', {}).get('Code')}): {what_to_do}, "
+                      "or check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from exc
     except BotoCoreError as exc:
         raise Problem(f"{where}: {exc}") from exc
+
+
+def _require_object_lock(client, bucket: str, where: str, what: str, setting: str) -> None:
+    from botocore.exceptions import ClientError
+
     try:
-        lock = client.get_object_lock_configuration(Bucket=lin.s3_bucket)["ObjectLockConfiguration"]
+        lock = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
     except ClientError as exc:
         lock = {"error": exc.response.get("Error", {}).get("Code")}
     if lock.get("ObjectLockEnabled") != "Enabled":
-        raise Problem(f"{where}: the bucket has no Object Lock ({lock}); lineage needs a bucket created with Object "
-                      "Lock enabled (it cannot be turned on later): create a new bucket with it and set lineage.s3_bucket")
-    return f"{where}, Object Lock enabled; COMPLIANCE retention {lin.s3_retention_days} days per object"
+        raise Problem(f"{where}: the bucket has no Object Lock ({lock}); {what} needs a bucket created with Object "
+                      f"Lock enabled (it cannot be turned on later): create a new bucket with it and set {setting}")
+
+
+def check_lake(s: Settings) -> str:
+    if s.lake.store == "local":
+        return (f"local folders {s.lake_dir} ({_writable_folder(s.lake_dir)}) and raw zone {s.raw_dir} "
+                f"({_writable_folder(s.raw_dir)})")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    lake = s.lake
+    client = _s3_client(lake.s3_endpoint_url, lake.s3_region)
+    where = f"s3://{lake.s3_bucket} at {lake.s3_endpoint_url or 'AWS'}"
+    _head_bucket(client, lake.s3_bucket, where, "create the lake bucket")
+    probe = "/".join(p for p in (lake.s3_prefix, "lake", "_doctor", f"probe-{uuid.uuid4().hex}") if p)
+    body = uuid.uuid4().bytes
+    step = "write"
+    try:
+        client.put_object(Bucket=lake.s3_bucket, Key=probe, Body=body, ChecksumAlgorithm="SHA256")
+        step = "read back"
+        if client.get_object(Bucket=lake.s3_bucket, Key=probe)["Body"].read() != body:
+            raise Problem(f"{where}: the probe object {probe} read back different bytes")
+        step = "delete"
+        client.delete_object(Bucket=lake.s3_bucket, Key=probe)
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else exc
+        raise Problem(f"{where}: cannot {step} the probe object {probe} ({code}); the lake's writers need "
+                      "s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket under the prefix") from exc
+    found = f"{where}: probe written, read back and deleted under {probe.rsplit('/', 1)[0]}/"
+    raw_where = f"s3://{lake.raw_bucket} at {lake.s3_endpoint_url or 'AWS'}"
+    if lake.raw_bucket != lake.s3_bucket:
+        _head_bucket(client, lake.raw_bucket, f"raw zone {raw_where}", "create it with Object Lock enabled")
+    if lake.raw_retention_days <= 0:
+        return f"{found}; raw zone in s3://{lake.raw_bucket} without Object Lock (lake.raw_retention_days: 0)"
+    _require_object_lock(client, lake.raw_bucket, f"raw zone {raw_where}", "the raw zone (lake.raw_retention_days > 0)",
+                         "lake.s3_raw_bucket")
+    return (f"{found}; raw zone in s3://{lake.raw_bucket}, Object Lock enabled, COMPLIANCE retention "
+            f"{lake.raw_retention_days:g} days per object")
 
 
 def check_registry(s: Settings) -> str:
@@ -178,6 +233,7 @@ CHECKS: dict[str, Callable[[Settings], str]] = {
     "dagster storage": check_dagster_storage,
     "warehouse": check_warehouse,
     "lineage store": check_lineage_store,
+    "lake": check_lake,
     "model registry": check_registry,
 }
 
@@ -201,7 +257,7 @@ def _settings_source() -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("doctor", help="check every configured service (storage, warehouse, lineage, registry)")
+    p = subparsers.add_parser("doctor", help="check every configured service (storage, warehouse, lineage, lake, registry)")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from trialsynth.settings import get_settings
@@ -25,13 +26,19 @@ def find_pack(run_id: str) -> Path:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from trialsynth.artifacts import read_evidence  # decrypts and verifies (packs are encrypted at rest)
+
     path = find_pack(args.run_id)
+    document = json.loads(read_evidence(path))
     if args.json:
-        print(json.dumps(json.loads(path.read_text()), indent=2))
+        print(json.dumps(document, indent=2))
         return 0
     from models.evidence.pack import EvidencePack  # sklearn & co. only when this command runs
 
-    print(EvidencePack.from_json(path).summary_text())
+    with tempfile.TemporaryDirectory(prefix="trialsynth-pack-") as plain:  # from_json reads a file
+        copy = Path(plain) / path.name
+        copy.write_text(json.dumps(document))
+        print(EvidencePack.from_json(copy).summary_text())
     report = path.with_name("report.html")
     print(f"  json: {path}" + (f"\n  report: {report}" if report.is_file() else ""))
     return 0

@@ -34,7 +34,7 @@ def studyid_mismatches(frames: dict[str, pl.DataFrame], study: str) -> dict[str,
     """file -> message, for each file carrying a STUDYID other than ``study``."""
     out: dict[str, str] = {}
     for file, df in sorted(frames.items()):
-        if "STUDYID" not in df.columns:
+        if "STUDYID" not in df.columns or (df["STUDYID"].cast(pl.String) == study).all():  # fast path: all as expected
             continue
         wrong = df.select(SOURCE_ROW, _text("STUDYID").alias("v")).filter(pl.col("v").is_not_null() & (pl.col("v") != study))
         if wrong.height:
@@ -48,7 +48,7 @@ def studyid_mismatches(frames: dict[str, pl.DataFrame], study: str) -> dict[str,
 
 def subject_problems(df: pl.DataFrame, passed: set[str], quarantined: set[str], dm_file: str | None) -> list[RowProblem]:
     """Rows of ``df`` whose USUBJID is quarantined in DM or absent from it."""
-    if "USUBJID" not in df.columns:
+    if "USUBJID" not in df.columns or df["USUBJID"].cast(pl.String).is_in(list(passed)).all():  # fast path: all known
         return []
     subj = df.select(SOURCE_ROW, _text("USUBJID").alias("s")).filter(pl.col("s").is_not_null() & ~pl.col("s").is_in(list(passed)))
     problems = []
@@ -64,7 +64,7 @@ def subject_problems(df: pl.DataFrame, passed: set[str], quarantined: set[str], 
 
 def domain_value_problems(df: pl.DataFrame, code: str) -> list[RowProblem]:
     """Rows whose DOMAIN column names another domain than the file was taken as (``ae.csv`` with CM rows)."""
-    if "DOMAIN" not in df.columns:
+    if "DOMAIN" not in df.columns or (df["DOMAIN"].cast(pl.String) == code).all():  # fast path: all as expected
         return []
     wrong = df.select(SOURCE_ROW, _text("DOMAIN").alias("d")).filter(pl.col("d").is_not_null() & (pl.col("d").str.to_uppercase() != code))
     return [RowProblem(r, "DOMAIN", "domain_mismatch", f"DOMAIN {d!r} in a file taken as {code}")
@@ -78,9 +78,14 @@ def natural_key_problems(df: pl.DataFrame, prefix: str) -> list[RowProblem]:
         return []
     key = ["USUBJID", "VISITNUM", testcd, *(f"{prefix}{q}" for q in _QUALIFIERS if f"{prefix}{q}" in df.columns)]
     results = [f"{prefix}{r}" for r in _RESULTS if f"{prefix}{r}" in df.columns]
-    frame = df.select(SOURCE_ROW, *(_text(c).alias(c) for c in key), *(_text(c).fill_null("").alias(c) for c in results))
-    frame = frame.filter(pl.col("USUBJID").is_not_null() & pl.col("VISITNUM").is_not_null() & pl.col(testcd).is_not_null())
-    frame = frame.filter(pl.len().over(key) > 1)  # cheap first pass: most keys are unique
+    # Cheap first pass over every row: most keys are unique, so only rows whose key hash repeats
+    # (every row of a repeated key, and the rare hash collision) are looked at exactly.
+    keys = df.select(_text(c).alias(c) for c in key)
+    repeated = keys.select(pl.all_horizontal(pl.col("USUBJID", "VISITNUM", testcd).is_not_null())
+                           & pl.struct(key).hash().is_duplicated()).to_series()
+    frame = df.filter(repeated).select(SOURCE_ROW, *(_text(c).alias(c) for c in key),
+                                       *(_text(c).fill_null("").alias(c) for c in results))
+    frame = frame.filter(pl.len().over(key) > 1)
     frame = frame.with_columns(
         pl.len().over(key).alias("_n"),
         (pl.struct(results).n_unique().over(key) if results else pl.lit(1)).alias("_versions"),

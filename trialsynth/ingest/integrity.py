@@ -78,7 +78,7 @@ def check_csv_text(data: bytes, base: int = 0) -> None:
         line = data.count(b"\n", 0, exc.start) + 1
         raise FileStructureError(f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {base + exc.start} "
                                  f"(line {line}); re-export the file as UTF-8") from exc
-    if not data.strip():
+    if not data or data.isspace():  # isspace stops at the first other byte; strip() would copy the file
         raise FileStructureError("no header row (file holds only whitespace)")
 
 

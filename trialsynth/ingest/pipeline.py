@@ -14,11 +14,14 @@ Used by the Dagster bronze asset and by the ingest benchmark; no Dagster imports
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -127,8 +130,8 @@ def _combine(files: list[str], frames: dict[str, pl.DataFrame], problems: dict[s
     for file in files:
         df = frames[file]
         parts.append(df.drop(SOURCE_ROW))
-        maps.append(pl.DataFrame({SOURCE_ROW: pl.int_range(offset + 1, offset + df.height + 1, dtype=pl.Int64, eager=True),
-                                  SOURCE_FILE: [file] * df.height, FILE_ROW: df[SOURCE_ROW]}))
+        maps.append(df.select(pl.int_range(offset + 1, offset + df.height + 1, dtype=pl.Int64).alias(SOURCE_ROW),
+                              pl.lit(file, dtype=pl.String).alias(SOURCE_FILE), pl.col(SOURCE_ROW).alias(FILE_ROW)))
         renumbered += [RowProblem(p.row + offset, p.column, p.rule, p.detail) for p in problems.get(file, [])]
         offset += df.height
     combined = parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
@@ -136,9 +139,10 @@ def _combine(files: list[str], frames: dict[str, pl.DataFrame], problems: dict[s
 
 
 def _back_to_files(frame: pl.DataFrame, rowmap: pl.DataFrame, row_column: str = SOURCE_ROW) -> pl.DataFrame:
-    """Replace the combined row number by the file and the row in that file."""
-    mapped = frame.join(rowmap, left_on=row_column, right_on=SOURCE_ROW, how="left")
-    return mapped.drop(row_column).rename({FILE_ROW: row_column})
+    """Replace the combined row number by the file and the row in that file. The combined rows are
+    numbered 1..n in ``rowmap``'s order, so row r is ``rowmap``'s row r - 1 (a gather, not a join)."""
+    at = frame[row_column] - 1
+    return frame.drop(row_column).with_columns(rowmap[SOURCE_FILE].gather(at), rowmap[FILE_ROW].gather(at).alias(row_column))
 
 
 def _swap_in(staged: Path, final: Path) -> None:
@@ -156,6 +160,57 @@ def _recover(final: Path) -> None:
     previous = final.with_name(final.name + ".prev")
     if previous.exists() and not final.exists():
         previous.rename(final)
+
+
+def _in_parallel(function, items: list) -> list:
+    """``[function(x) for x in items]``, on up to as many threads as cores: the work is polars (and
+    hashing, file I/O), which runs outside the GIL, so independent files overlap."""
+    if len(items) < 2:
+        return [function(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1, 4)) as pool:
+        return list(pool.map(function, items))
+
+
+def _read_or_error(path: Path) -> tuple[pl.DataFrame, list[RowProblem]] | UnreadableFileError:
+    try:
+        return read_file(path)
+    except UnreadableFileError as exc:
+        return exc
+
+
+@dataclass(frozen=True)
+class _Subjects:
+    """The subjects of the drop's DM: those that passed, those quarantined, and the DM file(s)."""
+
+    passed: frozenset[str] = frozenset()
+    quarantined: frozenset[str] = frozenset()
+    dm_file: str | None = None
+
+    @classmethod
+    def of_dm(cls, res: ValidationResult, dm_file: str) -> _Subjects:
+        passed = frozenset(str(s).strip() for s in res.passed["USUBJID"].drop_nulls().to_list())
+        quarantined = frozenset(str(s).strip() for s in res.quarantined["USUBJID"].drop_nulls().to_list())
+        return cls(passed, quarantined - passed, dm_file)
+
+
+def _check_target(target: Target, frames: dict[str, pl.DataFrame], read_problems: dict[str, list[RowProblem]],
+                  parents: dict[str, pl.DataFrame], subjects: _Subjects
+                  ) -> tuple[pl.DataFrame, pl.DataFrame, ValidationResult | UnreadableFileError | None]:
+    """One target's files combined, cross-checked and validated: ``(combined, rowmap, result)``;
+    the result is None for a table kept unvalidated, the error when a required column is missing."""
+    combined, rowmap, problems = _combine(target.files, frames, read_problems)
+    if target.spec is None:
+        return combined, rowmap, None
+    if target.name != "dm" and "USUBJID" in combined.columns:
+        problems += subject_problems(combined, set(subjects.passed), set(subjects.quarantined), subjects.dm_file)
+    if target.kind == "supplemental":
+        problems += supplemental_parent_problems(combined, parents)
+    elif target.code:
+        problems += domain_value_problems(combined, target.code) + natural_key_problems(combined, target.code)
+    try:
+        return combined, rowmap, validate_frame(combined, target.spec, " + ".join(target.files), problems)
+    except UnreadableFileError as exc:
+        return combined, rowmap, exc
 
 
 def ingest_raw_version(raw: RawVersion, lake_dir: Path, log=print) -> IngestReport:
@@ -178,6 +233,7 @@ def _ingest(raw: RawVersion, lake_dir: Path, log, start: float, plain: Path, key
     read_problems: dict[str, list[RowProblem]] = {}
     define = None
 
+    tables: list[tuple[str, Path]] = []
     for name in sorted(n for n in raw.files if n != MANIFEST):
         path = raw.decrypt_to(name, plain, keys)  # the sponsor's bytes, verified, in a private temp folder
         if name.lower() in DEFINE_NAMES:
@@ -190,49 +246,41 @@ def _ingest(raw: RawVersion, lake_dir: Path, log, start: float, plain: Path, key
         if path.suffix.lower() not in SUPPORTED:
             placements[name] = f"{name} -> raw zone only (not a table: {path.suffix or 'no extension'})"
             continue
-        try:
-            frames[name], read_problems[name] = read_file(path)
-        except UnreadableFileError as exc:
-            failures[name] = str(exc)
+        tables.append((name, path))
+    for (name, _path), read in zip(tables, _in_parallel(_read_or_error, [path for _name, path in tables]), strict=True):
+        if isinstance(read, UnreadableFileError):
+            failures[name] = str(read)
+        else:
+            frames[name], read_problems[name] = read
 
     failures |= studyid_mismatches(frames, study)
     targets, plan_failures = plan_files({f: df for f, df in frames.items() if f not in failures}, define)
     failures |= plan_failures
     targets = [t for t in targets if not set(t.files) & set(failures)]
 
-    # DM first: the other subject-level files are checked against the subjects it passes.
+    # DM first: the other subject-level files are checked against the subjects it passes; they are
+    # then independent of each other and validated in parallel.
     targets.sort(key=lambda t: (t.name != "dm", t.name))
-    results: dict[str, tuple[Target, ValidationResult | None, pl.DataFrame, pl.DataFrame]] = {}
-    subjects_passed: set[str] = set()
-    subjects_quarantined: set[str] = set()
-    dm_file: str | None = None
     # The parent records SUPP-- rows must match; built only when the drop has a supplemental file.
     parents = {t.code: pl.concat([frames[f] for f in t.files], how="diagonal_relaxed")
                for t in targets if t.code and t.kind in ("domain", "other")} \
         if any(t.kind == "supplemental" for t in targets) else {}
-    for target in targets:
-        combined, rowmap, problems = _combine(target.files, frames, read_problems)
-        if target.spec is None:
-            results[target.name] = (target, None, combined, rowmap)
-            continue
-        if target.name != "dm" and "USUBJID" in combined.columns:
-            problems += subject_problems(combined, subjects_passed, subjects_quarantined, dm_file)
-        if target.kind == "supplemental":
-            problems += supplemental_parent_problems(combined, parents)
-        elif target.code:
-            problems += domain_value_problems(combined, target.code) + natural_key_problems(combined, target.code)
-        label = " + ".join(target.files)
-        try:
-            log(f"[{tenant}/{study}] validating {label} ({combined.height:,} rows) as {target.name}")
-            res = validate_frame(combined, target.spec, label, problems)
-        except UnreadableFileError as exc:  # a required column is missing
-            failures[label] = str(exc)
-            continue
-        results[target.name] = (target, res, combined, rowmap)
-        if target.name == "dm":
-            dm_file = label
-            subjects_passed = {str(s).strip() for s in res.passed["USUBJID"].drop_nulls().to_list()}
-            subjects_quarantined = {str(s).strip() for s in res.quarantined["USUBJID"].drop_nulls().to_list()} - subjects_passed
+    results: dict[str, tuple[Target, ValidationResult | None, pl.DataFrame, pl.DataFrame]] = {}
+    subjects = _Subjects()
+    for batch in ([t for t in targets if t.name == "dm"], [t for t in targets if t.name != "dm"]):
+        for target in batch:
+            if target.spec is not None:
+                rows = sum(frames[f].height for f in target.files)
+                log(f"[{tenant}/{study}] validating {' + '.join(target.files)} ({rows:,} rows) as {target.name}")
+        checked = _in_parallel(partial(_check_target, frames=frames, read_problems=read_problems, parents=parents,
+                                       subjects=subjects), batch)
+        for target, (combined, rowmap, res) in zip(batch, checked, strict=True):
+            if isinstance(res, UnreadableFileError):  # a required column is missing
+                failures[" + ".join(target.files)] = str(res)
+                continue
+            results[target.name] = (target, res, combined, rowmap)
+            if target.name == "dm":
+                subjects = _Subjects.of_dm(res, " + ".join(target.files))
     for target in targets:
         for file in target.files:
             placements[file] = target.describe(file)
@@ -258,16 +306,17 @@ def _ingest(raw: RawVersion, lake_dir: Path, log, start: float, plain: Path, key
 def _write_outcomes(results, raw: RawVersion, tenant: str, study: str, drop_id: str, staged: Path | None,
                     final_dir: Path, quarantine_dir: Path, keys: KeyService) -> dict[str, DomainOutcome]:
     """Quarantine files (encrypted: they hold the sponsor's rejected text) always; bronze files into
-    ``staged`` only when the drop is taken."""
+    ``staged`` only when the drop is taken (written in parallel: they are independent)."""
     outcomes: dict[str, DomainOutcome] = {}
+    bronze: dict[str, pl.DataFrame] = {}
     for name, (target, res, combined, rowmap) in results.items():
         inputs = {f: raw.files[f] for f in target.files}
         if res is None:  # an unrecognised table: kept as read, with its provenance
-            frame = _back_to_files(combined, rowmap).select(
-                pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id"), pl.all())
-            sha = write_parquet_atomic(frame, staged / f"{name}.parquet") if staged else None
-            outcomes[name] = DomainOutcome(name, target.files, frame.height, frame.height, 0,
-                                           final_dir / f"{name}.parquet", sha, inputs)
+            if staged is not None:
+                bronze[name] = _back_to_files(combined, rowmap).select(
+                    pl.lit(tenant).alias("tenant_id"), pl.lit(study).alias("study_id"), pl.all())
+            outcomes[name] = DomainOutcome(name, target.files, combined.height, combined.height, 0,
+                                           final_dir / f"{name}.parquet", None, inputs)
             continue
         q_path = None
         if res.rows_quarantined:
@@ -277,10 +326,12 @@ def _write_outcomes(results, raw: RawVersion, tenant: str, study: str, drop_id: 
                                 (reasons.select("file", "row", "column", "rule", "detail"),
                                  quarantine_dir / f"{name}_reasons.parquet")):
                 write_encrypted_parquet(frame, path, tenant, keys)
-        sha = None
         if staged is not None:
-            frame = to_bronze_frame(_back_to_files(res.passed, rowmap), target.spec, tenant, study, drop_id)
-            sha = write_parquet_atomic(frame, staged / f"{name}.parquet")
+            bronze[name] = to_bronze_frame(_back_to_files(res.passed, rowmap), target.spec, tenant, study, drop_id)
         outcomes[name] = DomainOutcome(name, target.files, res.rows_in, res.rows_passed, res.rows_quarantined,
-                                       final_dir / f"{name}.parquet", sha, inputs, q_path, res.expectations)
+                                       final_dir / f"{name}.parquet", None, inputs, q_path, res.expectations)
+    if staged is not None:
+        shas = _in_parallel(lambda item: write_parquet_atomic(item[1], staged / f"{item[0]}.parquet"), list(bronze.items()))
+        for name, sha in zip(bronze, shas, strict=True):
+            outcomes[name].bronze_sha256 = sha
     return outcomes

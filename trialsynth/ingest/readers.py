@@ -12,7 +12,6 @@ XPT goes through pyreadstat: pandas' ``read_sas(format="xport")`` was seen to re
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +78,8 @@ def _read_csv(path: Path) -> tuple[pl.DataFrame, list[RowProblem]]:
     layout = csv_layout(data, base)
     _canonical_names(layout.header)  # the parser renames duplicates ("A_duplicated_0"): check the names as sent
     try:
-        df = pl.read_csv(
-            io.BytesIO(data), infer_schema=False, has_header=True, empty_string_is_null=True,
+        df = pl.read_csv(  # the checked bytes themselves (a BytesIO would be copied again)
+            data, infer_schema=False, has_header=True, empty_string_is_null=True,
             null_values=[""], truncate_ragged_lines=False,
         )
     except pl.exceptions.PolarsError as exc:

@@ -9,7 +9,13 @@ rebuilt chain shows. :mod:`.verify` checks it all independently and names the fi
 """
 
 from trialsynth.lineage.audit import run_verification, write_status_tables
-from trialsynth.lineage.backends import ObjectExistsError, WormError, put_locked_object
+from trialsynth.lineage.backends import (
+    ObjectExistsError,
+    WormError,
+    check_locked_object,
+    protect_bucket,
+    put_locked_object,
+)
 from trialsynth.lineage.keys import FileSigner, KeyRing, LineageSigner, load_signer, trusted_keyring
 from trialsynth.lineage.manifest import GENESIS, file_dataset, warehouse_dataset
 from trialsynth.lineage.store import ChainStore, LocalLineageStore, S3LineageStore, open_store
@@ -27,6 +33,7 @@ LineageStore = ChainStore  # the name earlier code imports
 __all__ = [
     "GENESIS", "ChainReport", "ChainStore", "FileSigner", "KeyRing", "LineageSigner", "LineageStore",
     "LocalLineageStore", "ObjectExistsError", "OutputChecker", "S3LineageStore", "VerificationReport", "WormError",
-    "checkpoint_verified", "file_dataset", "load_signer", "open_store", "put_locked_object", "run_verification", "trusted_keyring",
-    "verify_chain", "verify_store", "warehouse_dataset", "write_status_tables",
+    "check_locked_object", "checkpoint_verified", "file_dataset", "load_signer", "open_store", "protect_bucket",
+    "put_locked_object", "run_verification", "trusted_keyring", "verify_chain", "verify_store", "warehouse_dataset",
+    "write_status_tables",
 ]

@@ -2,41 +2,47 @@
 a dashboard reads ("lineage verified at <time>").
 
 Status: ``<lake>/<tenant>/<study>/audit/lineage_status.parquet``, one row per partition, prefixed
-with tenant_id and study_id like every analytics table (a dbt ``analytics`` source with lake_path
-``audit/lineage_status.parquet`` unions all partitions).
+with tenant_id and study_id like every analytics table; ``verified_at`` is ISO 8601 text in UTC (read
+alike by DuckDB and ClickHouse). dbt reads it as source ``analytics.lineage_status``
+(models/_lineage_status_sources.yml) into ``stg_lineage_status`` and ``mart_lineage_status``, the
+dashboard's "lineage verified at <time>".
 """
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
-import polars as pl
-
-from trialsynth.ingest.bronze import write_parquet_atomic
 from trialsynth.lineage.backends import S3Backend
 from trialsynth.lineage.keys import trusted_keyring
 from trialsynth.lineage.store import ChainStore
 from trialsynth.lineage.verify import OutputChecker, VerificationReport, checkpoint_verified, verify_store
 from trialsynth.settings import Settings
+from trialsynth.storage import LakeStore, LocalLakeStore, open_lake_store
 
 STATUS_PATH = "audit/lineage_status.parquet"
 
 
-def write_status_tables(report: VerificationReport, lake_dir: Path) -> list[Path]:
-    """Write one status row per verified partition; returns the files written."""
+def write_status_tables(report: VerificationReport, lake: Path | LakeStore) -> list[str]:
+    """Write one status row per verified partition into the lake (a folder, or the settings' store:
+    :mod:`trialsynth.storage`); returns where each was written."""
+    import polars as pl  # at verification time, not with the Dagster definitions
+
+    store = lake if isinstance(lake, LakeStore) else LocalLakeStore(Path(lake))
     written = []
     for p in report.partitions:
         first = p.first_failure
         row = pl.DataFrame({
             "tenant_id": [p.tenant], "study_id": [p.study],
-            "verified_at": [report.verified_at], "status": ["verified" if p.ok else "broken"],
+            "verified_at": [report.verified_at.astimezone(UTC).isoformat(timespec="seconds")],
+            "status": ["verified" if p.ok else "broken"],
             "manifests": [p.manifests], "checkpoints": [p.checkpoints], "outputs_checked": [p.outputs_checked],
             "problems": [len(p.failures)], "warnings": [len(p.warnings)],
             "first_broken_link": [first.describe() if first else None], "store": [report.location],
         }, schema_overrides={"first_broken_link": pl.String})
-        path = Path(lake_dir) / p.tenant / p.study / STATUS_PATH
-        write_parquet_atomic(row, path)
-        written.append(path)
+        key = f"{p.tenant}/{p.study}/{STATUS_PATH}"
+        store.write_parquet(key, row)
+        written.append(store.uri(key))
     return written
 
 
@@ -45,9 +51,9 @@ def run_verification(settings: Settings, store: ChainStore, partitions: list[tup
     """Verify ``partitions`` (default all) with the settings' trusted keys; write the status table;
     with ``checkpoint``, sign a checkpoint for every partition that verified intact."""
     s3 = store.backend.client if isinstance(store.backend, S3Backend) else None
-    report = verify_store(store, trusted_keyring(settings), OutputChecker(s3_client=s3), partitions)
+    report = verify_store(store, trusted_keyring(settings), OutputChecker(s3_client=s3, settings=settings), partitions)
     if write_status:
-        write_status_tables(report, settings.lake_dir)
+        write_status_tables(report, open_lake_store(settings))
     if checkpoint:
         checkpoint_verified(store, report)
     return report

@@ -2,7 +2,7 @@
 
 A manifest is a COMPLETE ``RunEvent`` (openlineage-python): job = the asset key, run = the Dagster
 run id, inputs and outputs as datasets named by their lake/warehouse locations, and the custom run
-facet ``trialsynth_audit`` (:class:`AuditRunFacet`) with the sha256 of every input and output, the
+facet ``trialsynth_audit`` (``AuditRunFacet``, :func:`audit_facet_class`) with the sha256 of every input and output, the
 code version and git sha, parameters, seed, the chain position (sequence, prev_hash), hash and the
 Ed25519 signature.
 
@@ -25,9 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import attr
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent
-from openlineage.client.generated.base import RunFacet
-from openlineage.client.serde import Serde
 
 from trialsynth.hashing import canonical_json, sha256_bytes
 from trialsynth.lineage.keys import LineageSigner
@@ -44,31 +41,39 @@ RECORD_FIELDS = ("asset_key", "partition", "input_sha256s", "output_sha256", "ou
 UNSIGNED = ("hash", "signature")  # facet fields outside the canonical (hashed, signed) bytes
 
 
-@attr.define
-class AuditRunFacet(RunFacet):
-    """trialsynth's audit facet: what an auditor needs to re-check one materialization."""
+@cache
+def audit_facet_class() -> type:
+    """The ``AuditRunFacet`` class (openlineage-python is imported when a manifest is built, not when the
+    Dagster definitions load)."""
+    from openlineage.client.generated.base import RunFacet
 
-    tenant: str
-    study: str
-    asset_key: str
-    sequence: int
-    prev_hash: str
-    input_sha256s: dict[str, str]
-    # [{"namespace", "name", "sha256", "kind"}]: kind "bytes" = sha256 of the object's bytes,
-    # "rows" = sha256 of the warehouse partition's rows in canonical order, "unlocated" = no location given
-    outputs: list[dict[str, str]]
-    code_version: str | None
-    git_sha: str  # 40 hex, or "unknown: <why>" (never silently absent)
-    parameters: dict[str, Any]
-    seed: int | None
-    dagster_run_id: str | None
-    key_id: str
-    hash: str = ""
-    signature: str = ""
+    @attr.define
+    class AuditRunFacet(RunFacet):
+        """trialsynth's audit facet: what an auditor needs to re-check one materialization."""
 
-    @staticmethod
-    def _get_schema() -> str:
-        return FACET_SCHEMA
+        tenant: str
+        study: str
+        asset_key: str
+        sequence: int
+        prev_hash: str
+        input_sha256s: dict[str, str]
+        # [{"namespace", "name", "sha256", "kind"}]: kind "bytes" = sha256 of the object's bytes,
+        # "rows" = sha256 of the warehouse partition's rows in canonical order, "unlocated" = no location given
+        outputs: list[dict[str, str]]
+        code_version: str | None
+        git_sha: str  # 40 hex, or "unknown: <why>" (never silently absent)
+        parameters: dict[str, Any]
+        seed: int | None
+        dagster_run_id: str | None
+        key_id: str
+        hash: str = ""
+        signature: str = ""
+
+        @staticmethod
+        def _get_schema() -> str:
+            return FACET_SCHEMA
+
+    return AuditRunFacet
 
 
 @cache
@@ -134,7 +139,10 @@ def build_manifest(tenant: str, study: str, fields: dict[str, Any], sequence: in
                     "sha256": fields["output_sha256"], "kind": "unlocated"}]
     inputs = dict(fields.get("input_sha256s") or {})
     run_id = fields.get("run_id")
-    facet = AuditRunFacet(
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent
+    from openlineage.client.serde import Serde
+
+    facet = audit_facet_class()(
         tenant=tenant, study=study, asset_key=fields["asset_key"], sequence=sequence, prev_hash=prev_hash,
         input_sha256s=inputs, outputs=outputs, code_version=fields.get("code_version"), git_sha=git_sha(),
         parameters=dict(fields.get("parameters") or {}), seed=fields.get("seed"), dagster_run_id=run_id,

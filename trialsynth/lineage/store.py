@@ -21,6 +21,8 @@ import base64
 import contextlib
 import json
 import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any
 
 from trialsynth.hashing import canonical_json
 from trialsynth.lineage.backends import (
+    S3_READ_THREADS,
     KeyVersions,
     LocalBackend,
     ObjectBackend,
@@ -78,19 +81,39 @@ class Head:
     hash: str
 
 
+def name_hash(key: str) -> str | None:
+    """The manifest hash a ``<seq>-<hash>.json`` key names (None for other keys)."""
+    m = MANIFEST_NAME.match(key.rsplit("/", 1)[-1])
+    return m[2] if m else None
+
+
 @dataclass(frozen=True)
 class ChainIndex:
-    """What a listing of one partition says: claimed hash per sequence, manifest keys, checkpoints."""
+    """What a listing of one partition says: claims and manifest keys per sequence, checkpoints."""
 
     manifests: dict[int, list[str]]  # sequence -> manifest keys (more than one only after a lost race)
+    claims: dict[int, str]  # sequence -> its claim's key
     checkpoints: list[str]
 
+    @property
+    def length(self) -> int:
+        """Sequences up to the last claimed one (gaps included)."""
+        return max(self.claims) + 1 if self.claims else 0
+
     def resolve(self, sequence: int, claimed: str | None) -> str | None:
-        """The manifest key of ``sequence``: the claimed one, or the only one when no claim is read."""
-        keys = self.manifests.get(sequence, [])
-        if claimed is not None:
-            return next((k for k in keys if MANIFEST_NAME.match(k.rsplit("/", 1)[1])[2] == claimed), None)
-        return keys[0] if len(keys) == 1 else None
+        """The manifest key of ``sequence`` whose name is the ``claimed`` hash."""
+        return next((k for k in self.manifests.get(sequence, []) if name_hash(k) == claimed), None)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One sequence of a chain as the listing (and, where needed, its claim) says."""
+
+    sequence: int
+    claim: str | None  # the claim's key; None when no claim is listed (removed)
+    manifest: str | None  # the claimed manifest's key; None when it is not listed
+    hash: str | None  # the claimed hash; None when unknown
+    from_claim: bool = False  # True when the claim object was read to learn it
 
 
 class ChainStore:
@@ -168,29 +191,58 @@ class ChainStore:
     def index(self, listing: dict[str, Any], tenant: str, study: str) -> ChainIndex:
         prefix = partition_prefix(tenant, study)
         manifests: dict[int, list[str]] = {}
+        claims: dict[int, str] = {}
         checkpoints = []
         for key in sorted(listing):
             rest = key[len(prefix):]
             if m := MANIFEST_NAME.match(rest):
                 manifests.setdefault(int(m[1]), []).append(key)
+            elif rest.startswith("seq/") and len(rest) == 16 and rest[4:].isdigit():
+                claims[int(rest[4:])] = key
             elif rest.startswith("checkpoints/") and rest.endswith(".json"):
                 checkpoints.append(key)
-        return ChainIndex(manifests, checkpoints)
+        return ChainIndex(manifests, claims, checkpoints)
+
+    def links(self, index: ChainIndex, read_claim: Callable[[str, int], str | None]) -> list[Link]:
+        """Every sequence up to the last claimed one. A sequence's claimed hash is the name of its only
+        manifest; ``read_claim(key, sequence)`` (the claimed hash, or None) is called only when there is
+        none or more than one (a lost append race), so reading a chain costs one GET per manifest."""
+        links = []
+        for seq in range(index.length):
+            claim, found = index.claims.get(seq), index.manifests.get(seq, [])
+            if claim is None:
+                links.append(Link(seq, None, None, None))
+            elif len(found) == 1:
+                links.append(Link(seq, claim, found[0], name_hash(found[0])))
+            else:
+                claimed = read_claim(claim, seq)
+                links.append(Link(seq, claim, index.resolve(seq, claimed), claimed, from_claim=True))
+        return links
+
+    def fetch(self, listing: dict[str, KeyVersions], keys: list[str]) -> Iterator[StoredObject | None]:
+        """The original (first) version of each of ``keys``, in order, read concurrently when the backend
+        gains from it (S3 round trips; later versions can only be added around a locked original)."""
+        def get(key: str) -> StoredObject | None:
+            return self.backend.get(key, listing[key].original) if key in listing else None
+
+        if self.backend.read_threads <= 1 or len(keys) <= 1:
+            yield from map(get, keys)
+            return
+        with ThreadPoolExecutor(self.backend.read_threads) as pool:
+            yield from pool.map(get, keys)
 
     def read_events(self, tenant: str, study: str) -> list[dict[str, Any]]:
         """The chain's manifests (RunEvent dicts) in sequence order, as first written; a claimed
         manifest that is missing is skipped (verification names it)."""
-        prefix = partition_prefix(tenant, study)
-        listing = self.backend.scan(prefix)
-        index = self.index(listing, tenant, study)
-        claims = sorted(int(k.rsplit("/", 1)[1]) for k in listing if k.startswith(f"{prefix}seq/"))
+        listing = self.backend.scan(partition_prefix(tenant, study))
+
+        def claimed_hash(key: str, _seq: int) -> str | None:
+            (claim,) = self.fetch(listing, [key])
+            return str(json.loads(claim.data)["hash"]) if claim is not None else None
+
+        keys = [link.manifest for link in self.links(self.index(listing, tenant, study), claimed_hash) if link.manifest]
         events = []
-        for sequence in claims:
-            key = index.resolve(sequence, None)
-            if key is None:  # a lost race left two manifests at this sequence: the claim decides
-                claim = self._original(listing, claim_key(tenant, study, sequence))
-                key = index.resolve(sequence, json.loads(claim.data)["hash"]) if claim else None
-            stored = self._original(listing, key) if key else None
+        for key, stored in zip(keys, self.fetch(listing, keys), strict=True):
             if stored is None:
                 continue
             try:
@@ -198,10 +250,6 @@ class ChainStore:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{self.location}/{key} is not valid JSON ({exc.msg})") from exc
         return events
-
-    def _original(self, listing: dict[str, KeyVersions], key: str) -> StoredObject | None:
-        """The first version of ``key`` (on S3 later versions can only be added around the locked one)."""
-        return self.backend.get(key, listing[key].original) if key in listing else None
 
     def read(self, tenant: str, study: str) -> list[dict[str, Any]]:
         """The chain as flat records (asset_key, input_sha256s, output_sha256, parameters, seed, ...)."""
@@ -254,7 +302,8 @@ def s3_client(endpoint_url: str | None) -> Any:
 
     # A fresh session: boto3's default session keeps the first credentials it resolved in the process.
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name="us-east-1",
-                                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+                                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3},
+                                                        max_pool_connections=S3_READ_THREADS))
 
 
 def open_store(settings: Settings | None = None, signer: LineageSigner | None = None) -> ChainStore:

@@ -4,10 +4,17 @@ Checks, per tenant/study: every sequence is claimed and its manifest is there (n
 the middle), stored bytes are canonical, sequence / tenant / study / prev_hash links hold, each
 hash recomputes, each Ed25519 signature verifies under a *trusted* key, every signed checkpoint
 matches the chain (RFC 6962 Merkle root; a dropped tail or a rebuilt chain shows here), on S3 every
-object still has unexpired COMPLIANCE retention and was never overwritten or delete-marked, and the
-latest recorded hash of every output still matches the object in the lake (or the warehouse
-partition's rows) now. Problems that do not break integrity (no git commit recorded, orphaned
-manifests of a lost append race, outputs that cannot be re-read here) are warnings.
+manifest, checkpoint and published key still has unexpired COMPLIANCE retention and no object was
+overwritten or delete-marked, and the latest recorded hash of every output still matches the object
+in the lake (or the warehouse partition's rows, DuckDB or ClickHouse) now. Problems that do not break
+integrity (no git commit recorded, orphaned manifests of a lost append race, outputs that cannot be
+re-read here, an S3 bucket without the no-delete policy) are warnings.
+
+Cost per partition: one paged listing of its object versions and one read per manifest (concurrent on
+S3: the GET returns the bytes and the Object Lock headers together), so time is linear in the chain.
+Sequence claims are checked from the listing (present, one version, no delete marker) and read only
+where a sequence has no or several manifests; their retention was read back when they were written,
+and a claim removed later shows as a gap.
 """
 
 from __future__ import annotations
@@ -15,14 +22,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trialsynth.hashing import sha256_bytes, sha256_file
+from trialsynth.hashing import sha256_bytes
 from trialsynth.lineage.keys import KeyRing, parse_public_key_document
 from trialsynth.lineage.manifest import (
     FACET,
@@ -32,16 +38,23 @@ from trialsynth.lineage.manifest import (
     stored_bytes,
 )
 from trialsynth.lineage.merkle import prefix_roots
-from trialsynth.lineage.rows import duckdb_partition_sha256
+from trialsynth.lineage.rows import (
+    clickhouse_client,
+    clickhouse_partition_sha256,
+    duckdb_partition_sha256,
+    warehouse_namespace,
+)
 from trialsynth.lineage.store import (
     KEYS_PREFIX,
+    ROOT,
     ChainStore,
     checkpoint_signing_bytes,
     head_key,
+    name_hash,
     partition_prefix,
 )
-
-READ_THREADS = 16  # concurrent object reads per partition
+from trialsynth.security.envelope import content_sha256
+from trialsynth.settings import Settings
 
 
 def _short(digest: object) -> str:
@@ -203,11 +216,13 @@ class OutputUnreadableError(Exception):
 
 
 class OutputChecker:
-    """Re-hashes a recorded output as it is now: lake files, S3 objects, warehouse partition rows."""
+    """Re-hashes a recorded output as it is now: lake files, S3 objects, warehouse partition rows (a
+    DuckDB file named in the manifest, or the ClickHouse warehouse of ``settings``)."""
 
-    def __init__(self, s3_client: Any = None) -> None:
-        self.s3_client = s3_client
+    def __init__(self, s3_client: Any = None, settings: Settings | None = None) -> None:
+        self.s3_client, self.settings = s3_client, settings
         self._duckdb: dict[str, Any] = {}
+        self._clickhouse: Any = None
 
     def current_sha256(self, output: dict[str, Any], tenant: str, study: str) -> str | None:
         """The output's sha256 now; None when it no longer exists; OutputUnreadableError when it exists but
@@ -216,7 +231,7 @@ class OutputChecker:
         if kind == "bytes" and namespace == "file":
             path = Path(name)
             try:
-                return sha256_file(path) if path.is_file() else None
+                return content_sha256(path) if path.is_file() else None  # envelopes: without the key slot
             except OSError as exc:
                 raise OutputUnreadableError(str(exc)) from exc
         if kind == "bytes" and namespace.startswith("s3://") and self.s3_client is not None:
@@ -228,12 +243,15 @@ class OutputChecker:
                 if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
                     return None
                 raise
-            return sha256_bytes(body)
+            return content_sha256(body)
         if kind == "rows" and namespace.startswith("duckdb://"):
-            return self._rows_sha256(Path(namespace[len("duckdb://"):]), name, tenant, study)
+            return self._duckdb_rows(Path(namespace[len("duckdb://"):]), name, tenant, study)
+        if kind == "rows" and self.settings is not None and namespace == warehouse_namespace(self.settings) \
+                and namespace.startswith("clickhouse://"):
+            return self._clickhouse_rows(name, tenant, study)
         raise LookupError(f"no location recorded, or none readable here (kind {kind}, namespace {namespace})")
 
-    def _rows_sha256(self, database: Path, relation: str, tenant: str, study: str) -> str | None:
+    def _duckdb_rows(self, database: Path, relation: str, tenant: str, study: str) -> str | None:
         import duckdb
 
         if not database.is_file():
@@ -251,10 +269,26 @@ class OutputChecker:
         except duckdb.Error as exc:
             raise OutputUnreadableError(str(exc).splitlines()[0]) from exc
 
+    def _clickhouse_rows(self, relation: str, tenant: str, study: str) -> str | None:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        try:
+            self._clickhouse = self._clickhouse or clickhouse_client(self.settings)
+            return clickhouse_partition_sha256(self._clickhouse, relation, tenant, study)
+        except OperationalError as exc:
+            raise LookupError(f"ClickHouse warehouse cannot be reached now ({str(exc).splitlines()[0]})") from exc
+        except DatabaseError as exc:
+            if "UNKNOWN_TABLE" in str(exc) or "Code: 60." in str(exc):
+                return None
+            raise OutputUnreadableError(str(exc).strip().splitlines()[0]) from exc
+
     def close(self) -> None:
         for con in self._duckdb.values():
             con.close()
         self._duckdb.clear()
+        if self._clickhouse is not None:
+            self._clickhouse.close()
+            self._clickhouse = None
 
 
 def load_published_keys(store: ChainStore, keyring: KeyRing, report: PartitionReport, now: datetime) -> None:
@@ -274,78 +308,84 @@ def load_published_keys(store: ChainStore, keyring: KeyRing, report: PartitionRe
 
 
 class _Reader:
-    """Reads the original (first) version of a partition's objects, fetched concurrently (S3 round trips
-    dominate otherwise), and reports on the way when one was overwritten or delete-marked or, on a WORM
-    backend, when its COMPLIANCE retention is missing or expired."""
+    """Reads the original (first) version of a partition's objects (:meth:`ChainStore.fetch`) and reports
+    on the way when an object was overwritten or delete-marked or, on a WORM backend, when its
+    COMPLIANCE retention is missing or expired. One GET per object gives its bytes and its retention."""
 
     def __init__(self, store: ChainStore, listing: dict[str, Any], report: PartitionReport, now: datetime) -> None:
         self.store, self.listing, self.report, self.now = store, listing, report, now
-        self._fetched: dict[str, Any] = {}
+        self._checked_versions: set[str] = set()
 
-    def _get(self, key: str) -> Any:
-        return self.store.backend.get(key, self.listing[key].original)
+    def check_versions(self, key: str, sequence: int | None) -> None:
+        """What the listing alone shows about ``key`` (once per key): newer versions on top, delete markers."""
+        if key in self._checked_versions:
+            return
+        self._checked_versions.add(key)
+        versions = self.listing[key]
+        if len(versions.version_ids) > 1:
+            self.report.fail(sequence, None, f"{key} was overwritten ({len(versions.version_ids)} versions); "
+                                             "the original locked version is the one verified")
+        if versions.delete_markers:
+            self.report.fail(sequence, None, f"{key} was deleted (delete marker); the original locked version "
+                                             "is the one verified")
 
-    def prefetch(self, keys: Iterable[str | None]) -> None:
-        todo = [k for k in keys if k in self.listing and k not in self._fetched]
-        with ThreadPoolExecutor(READ_THREADS) as pool:
-            self._fetched.update(zip(todo, pool.map(self._get, todo), strict=True))
+    def read_all(self, keys: list[str], sequences: list[int | None]) -> Iterator[bytes | None]:
+        """The bytes of each listed key, in order, with its versions and retention checked."""
+        for key, seq, obj in zip(keys, sequences, self.store.fetch(self.listing, keys), strict=True):
+            yield self._checked(key, seq, obj)
 
     def read(self, key: str, sequence: int | None) -> bytes | None:
-        versions = self.listing.get(key)
-        if versions is None:
+        if key not in self.listing:
             return None
-        report = self.report
-        if len(versions.version_ids) > 1:
-            report.fail(sequence, None, f"{key} was overwritten ({len(versions.version_ids)} versions); "
-                                        "the original locked version is the one verified")
-        if versions.delete_markers:
-            report.fail(sequence, None, f"{key} was deleted (delete marker); the original locked version is the one verified")
-        obj = self._fetched.pop(key) if key in self._fetched else self._get(key)
+        return next(self.read_all([key], [sequence]))
+
+    def _checked(self, key: str, sequence: int | None, obj: Any) -> bytes | None:
+        self.check_versions(key, sequence)
         if obj is None:
-            report.fail(sequence, None, f"{key} is listed but cannot be read")
+            self.report.fail(sequence, None, f"{key} is listed but cannot be read")
             return None
         if self.store.backend.worm:
             if obj.lock_mode != "COMPLIANCE" or obj.retain_until is None:
-                report.fail(sequence, None, f"{key} has no COMPLIANCE retention (Object Lock mode {obj.lock_mode})")
+                self.report.fail(sequence, None, f"{key} has no COMPLIANCE retention (Object Lock mode {obj.lock_mode})")
             elif obj.retain_until <= self.now:
-                report.fail(sequence, None, f"{key}: retention expired at {obj.retain_until.isoformat()}")
+                self.report.fail(sequence, None, f"{key}: retention expired at {obj.retain_until.isoformat()}")
         return obj.data
 
 
 def verify_partition(store: ChainStore, tenant: str, study: str, keyring: KeyRing, checker: OutputChecker,
                      now: datetime | None = None) -> PartitionReport:
-    """All checks of the module docstring for one tenant/study."""
+    """All checks of the module docstring for one tenant/study (manifests checked as their reads arrive)."""
     report = PartitionReport(tenant, study)
-    prefix = partition_prefix(tenant, study)
-    listing = store.backend.scan(prefix)
+    listing = store.backend.scan(partition_prefix(tenant, study))
     reader = _Reader(store, listing, report, now or datetime.now(UTC))
     index = store.index(listing, tenant, study)
-    claims = {int(k[-12:]): k for k in listing if k.startswith(f"{prefix}seq/") and k[-12:].isdigit()}
-    report.manifests = max(claims) + 1 if claims else 0
-    reader.prefetch(claims.values())
-    report.hashes = [_claimed_hash(reader, claims.get(seq), seq) for seq in range(report.manifests)]
-    keys = [index.resolve(seq, claimed) if claimed else None for seq, claimed in enumerate(report.hashes)]
-    reader.prefetch(keys)
+    for key in index.claims.values():
+        reader.check_versions(key, int(key[-12:]))
+    links = store.links(index, lambda key, seq: _claimed_hash(reader, key, seq))
+    report.manifests = len(links)
+    report.hashes = [link.hash for link in links]
     prev: str | None = GENESIS
     latest_outputs: dict[tuple[str, str], tuple[int, str, dict[str, Any]]] = {}
-    for seq, (claimed, key) in enumerate(zip(report.hashes, keys, strict=True)):
-        if claimed and key is None:
-            report.fail(seq, None, f"the claimed manifest {seq:012d}-{_short(claimed)}.json is missing (removed?)")
-        data = reader.read(key, seq) if key else None
+    present = [link for link in links if link.manifest]
+    stored = iter(reader.read_all([link.manifest for link in present], [link.sequence for link in present]))
+    for link in links:
+        seq = link.sequence
+        if link.claim is None:
+            report.fail(seq, None, "no manifest at this sequence (its claim is gone: removed from the middle)")
+        elif link.hash and link.manifest is None:
+            report.fail(seq, None, f"the claimed manifest {seq:012d}-{_short(link.hash)}.json is missing (removed?)")
+        data = next(stored) if link.manifest else None
         if data is not None:
-            _check_stored(data, seq, prev, tenant, study, keyring, claimed, report, latest_outputs)
-        prev = claimed  # None after a gap: the next link cannot be checked, the gap is already reported
-    _check_orphans(index, claims, report)
+            _check_stored(data, link, prev, tenant, study, keyring, report, latest_outputs)
+        prev = link.hash  # None after a gap: the next link cannot be checked, the gap is already reported
+    _check_orphans(index, report)
     _check_head(store, tenant, study, report)
     _check_checkpoints(reader, index.checkpoints, keyring)
     _check_outputs(latest_outputs, checker, tenant, study, report)
     return report
 
 
-def _claimed_hash(reader: _Reader, key: str | None, seq: int) -> str | None:
-    if key is None:
-        reader.report.fail(seq, None, "no manifest at this sequence (its claim is gone: removed from the middle)")
-        return None
+def _claimed_hash(reader: _Reader, key: str, seq: int) -> str | None:
     data = reader.read(key, seq)
     try:
         claim = json.loads(data or b"")
@@ -357,9 +397,9 @@ def _claimed_hash(reader: _Reader, key: str | None, seq: int) -> str | None:
         return None
 
 
-def _check_stored(data: bytes, seq: int, prev: str | None, tenant: str, study: str, keyring: KeyRing,
-                  claimed: str | None, report: PartitionReport,
-                  latest_outputs: dict[tuple[str, str], tuple[int, str, dict[str, Any]]]) -> None:
+def _check_stored(data: bytes, link: Any, prev: str | None, tenant: str, study: str, keyring: KeyRing,
+                  report: PartitionReport, latest_outputs: dict[tuple[str, str], tuple[int, str, dict[str, Any]]]) -> None:
+    seq = link.sequence
     try:
         event = json.loads(data)
         facet = event["run"]["facets"][FACET]
@@ -370,8 +410,9 @@ def _check_stored(data: bytes, seq: int, prev: str | None, tenant: str, study: s
     if data != stored_bytes(event):
         report.fail(seq, asset, "stored bytes are not the manifest's canonical JSON (edited by hand?)")
     problem = check_manifest(event, seq, prev, tenant, study, keyring)
-    if problem is None and facet.get("hash") != claimed:
-        problem = f"the sequence claim names hash {_short(claimed)} but the manifest's hash is {_short(facet.get('hash'))}"
+    if problem is None and facet.get("hash") != link.hash:
+        named = "the sequence claim" if link.from_claim else f"its key {link.manifest}"
+        problem = f"{named} names hash {_short(link.hash)} but the manifest's hash is {_short(facet.get('hash'))}"
     if problem:
         report.fail(seq, asset, problem)
     if (why := git_sha_problem(str(facet.get("git_sha")))) is not None:
@@ -380,12 +421,12 @@ def _check_stored(data: bytes, seq: int, prev: str | None, tenant: str, study: s
         latest_outputs[(str(output.get("namespace")), str(output.get("name")))] = (seq, asset, output)
 
 
-def _check_orphans(index: Any, claims: dict[int, str], report: PartitionReport) -> None:
+def _check_orphans(index: Any, report: PartitionReport) -> None:
     claimed = {h for h in report.hashes if h}
     for seq, keys in sorted(index.manifests.items()):
         for key in keys:
-            if key.rsplit("-", 1)[1].removesuffix(".json") not in claimed:
-                why = "lost an append race or the append was interrupted" if seq in claims else "no claim for its sequence"
+            if name_hash(key) not in claimed:
+                why = "lost an append race or the append was interrupted" if seq in index.claims else "no claim for its sequence"
                 report.warnings.append(f"orphan manifest {key} is not part of the chain ({why})")
 
 
@@ -468,6 +509,8 @@ def verify_store(store: ChainStore, keyring: KeyRing, checker: OutputChecker | N
             report.partitions.append(verify_partition(store, tenant, study, keyring, checker, now))
     finally:
         checker.close()
+    if (why := store.backend.protection_problem(f"{ROOT}/")) is not None:
+        report.warnings.append(why)
     if not store.backend.worm:
         report.warnings.append(f"{store.location} is a local store: no Object Lock retention to check "
                                "(files are read-only; the hash chain, signatures and checkpoints still hold)")

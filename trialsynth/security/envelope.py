@@ -109,11 +109,13 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_header(source: str | Path | BinaryIO, name: str | None = None) -> EnvelopeHeader:
-    """Parse the header of an encrypted object (a path or a binary file positioned at its start).
+def read_header(source: str | Path | bytes | BinaryIO, name: str | None = None) -> EnvelopeHeader:
+    """Parse the header of an encrypted object (a path, its bytes, or a binary file positioned at its start).
 
     Raises DecryptionError naming the object when it is not a trialsynth envelope or is truncated.
     """
+    if isinstance(source, bytes):
+        return read_header(io.BytesIO(source), name or "<bytes>")
     if isinstance(source, (str, Path)):
         with open(source, "rb") as fh:
             return read_header(fh, str(source))
@@ -293,20 +295,50 @@ class DecryptingReader(io.RawIOBase):
         super().close()
 
 
-def stable_sha256(path: str | Path) -> str:
-    """sha256 of an encrypted object without its key slot (hex).
+def stable_sha256(source: str | Path | bytes) -> str:
+    """sha256 of an encrypted object (a file, or its bytes) without its key slot (hex).
 
     Unchanged by rewrap, changed by any edit of the data or the fixed header. Manifests, lineage
     and the model registry should record this (or the plaintext's sha256) for encrypted files: a
     plain file sha256 changes whenever ``keys rewrap`` moves the object to a new key version.
     """
-    with open(path, "rb") as fh:
-        header = read_header(fh, str(path))
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as fh:
+        header = read_header(fh, "<bytes>" if isinstance(source, bytes) else str(source))
         digest = hashlib.sha256(MAGIC + bytes([header.format_version]) + header.fixed_bytes)
         fh.seek(header.body_offset)
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def content_sha256(source: str | Path | bytes) -> str:
+    """The sha256 a manifest (registry, lineage) should record for a stored object: :func:`stable_sha256`
+    for an envelope object (so ``keys rewrap`` does not look like tampering), else the sha256 of its
+    bytes (a file is streamed)."""
+    if isinstance(source, bytes):
+        return stable_sha256(source) if source.startswith(MAGIC) else hashlib.sha256(source).hexdigest()
+    if is_encrypted(source):
+        return stable_sha256(source)
+    digest = hashlib.sha256()
+    with open(source, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rewrapped_slot(header: EnvelopeHeader, kms: KeyManager, new_key_id: KeyId, name: str) -> bytes:
+    try:
+        data_key = kms.unwrap(header.key_id, header.wrapped_key, header.wrap_context)
+    except SecurityError as exc:
+        raise type(exc)(f"cannot rewrap {name}: {exc}") from exc
+    return _slot_bytes(kms.backend, new_key_id, kms.wrap(new_key_id, data_key, header.wrap_context))
+
+
+def rewrap_bytes(blob: bytes, kms: KeyManager, new_key_id: KeyId, name: str = "<bytes>") -> bytes:
+    """The object ``blob`` with its data key re-wrapped under ``new_key_id`` (for objects held in an
+    object store); everything after the key slot is kept byte for byte."""
+    header = read_header(io.BytesIO(blob), name)
+    return _header_bytes(header.fixed_bytes, _rewrapped_slot(header, kms, new_key_id, name)) + blob[header.body_offset:]
 
 
 def rewrap_header(path: str | Path, kms: KeyManager, new_key_id: KeyId) -> EnvelopeHeader:
@@ -316,11 +348,7 @@ def rewrap_header(path: str | Path, kms: KeyManager, new_key_id: KeyId) -> Envel
     path = Path(path)
     with open(path, "rb") as fh:
         header = read_header(fh, str(path))
-        try:
-            data_key = kms.unwrap(header.key_id, header.wrapped_key, header.wrap_context)
-        except SecurityError as exc:
-            raise type(exc)(f"cannot rewrap {path}: {exc}") from exc
-        slot = _slot_bytes(kms.backend, new_key_id, kms.wrap(new_key_id, data_key, header.wrap_context))
+        slot = _rewrapped_slot(header, kms, new_key_id, str(path))
         tmp = path.with_name(f".{path.name}.rewrap-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, path.stat().st_mode & 0o777)
         try:

@@ -16,10 +16,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from trialsynth.names import validate_name
 from trialsynth.security.envelope import (
+    MAGIC,
     DecryptingReader,
     EnvelopeHeader,
     encrypt_stream,
@@ -27,6 +28,7 @@ from trialsynth.security.envelope import (
     iter_plaintext,
     open_header,
     read_header,
+    rewrap_bytes,
     rewrap_header,
 )
 from trialsynth.security.errors import (
@@ -38,6 +40,9 @@ from trialsynth.security.errors import (
 )
 from trialsynth.security.kms import KeyId, KeyManager, KeyVersion
 from trialsynth.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from trialsynth.storage import LakeStore
 
 CANARY_DIR = "_keycheck"  # in the lake; "_" keeps it apart from tenant names
 
@@ -74,12 +79,12 @@ def _canary_text(key_id: KeyId) -> bytes:
 
 @dataclass
 class RewrapReport:
-    """Outcome of :meth:`KeyService.rewrap` for one tenant."""
+    """Outcome of :meth:`KeyService.rewrap` for one tenant (objects: local paths, or URIs of an object store)."""
 
     key_id: KeyId  # the version every object now names
-    rewrapped: list[Path] = field(default_factory=list)
+    rewrapped: list[Path | str] = field(default_factory=list)
     already_current: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[Path | str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -90,7 +95,7 @@ class TenantStatus:
     versions: list[KeyVersion]
     objects: dict[KeyId, int]
     current: KeyId | None
-    unreadable_headers: list[Path] = field(default_factory=list)  # envelope magic, but a corrupt header
+    unreadable_headers: list[Path | str] = field(default_factory=list)  # envelope magic, but a corrupt header
 
 
 class KeyService:
@@ -123,15 +128,40 @@ class KeyService:
                 if path.is_file() and not path.is_symlink() and not path.name.startswith(".") and is_encrypted(path):
                     yield path
 
-    def _objects_by_key(self, tenant: str) -> tuple[Counter[KeyId], list[Path]]:
+    def store_objects(self, tenant: str, unreadable: list[tuple[str, str]] | None = None
+                      ) -> Iterator[tuple[LakeStore, str, bytes]]:
+        """(store, key, bytes) of every encrypted object of ``tenant`` in an object-store lake
+        (``lake.store: s3``: raw zone and lake zone). Nothing for the local store, whose objects are
+        the files :meth:`encrypted_objects` finds. Reads each object of the tenant whole; an object the
+        store cannot read (e.g. one stored with SSE-C, which the store does not send) is appended to
+        ``unreadable`` as (uri, reason) instead."""
+        if self.settings.lake.store == "local":
+            return
+        from trialsynth.storage import open_lake_stores  # boto/pyarrow S3 only when the lake is in S3
+
+        for store in open_lake_stores(self.settings).values():
+            for key in store.list(validate_name(tenant, "tenant")):
+                try:
+                    blob = store.read_bytes(key)
+                except OSError as exc:
+                    if unreadable is not None:
+                        unreadable.append((store.uri(key), f"not readable through the lake store, so not checked "
+                                                           f"for an envelope (an SSE-C object?): {exc}"))
+                    continue
+                if blob.startswith(MAGIC):
+                    yield store, key, blob
+
+    def _objects_by_key(self, tenant: str) -> tuple[Counter[KeyId], list[Path | str]]:
         """How many objects each key id protects, and the objects whose header cannot be read."""
         counts: Counter[KeyId] = Counter()
-        corrupt = []
-        for path in self.encrypted_objects(tenant):
+        corrupt: list[Path | str] = []
+        found = [(path, path) for path in self.encrypted_objects(tenant)]
+        found += [(store.uri(key), blob) for store, key, blob in self.store_objects(tenant)]
+        for name, source in found:
             try:
-                counts[read_header(path).key_id] += 1
+                counts[read_header(source, str(name)).key_id] += 1
             except DecryptionError:
-                corrupt.append(path)
+                corrupt.append(name)
         return counts, corrupt
 
     # -- keys ----------------------------------------------------------------------------------
@@ -160,10 +190,16 @@ class KeyService:
         return key_id
 
     def rotate(self, tenant: str) -> KeyId:
-        """Create version n+1 of ``tenant``'s KEK (v1 for a new tenant); new writes use it at once."""
+        """Create version n+1 of ``tenant``'s KEK (v1 for a new tenant); new writes use it at once.
+        In an S3 deployment this also provisions the tenant's SSE-C key once (:mod:`trialsynth.security.sse`)."""
         validate_name(tenant, "tenant")
         key_id = self.kms.create_version(tenant)
         self._write_canary(key_id)
+        if self.settings.lake.store == "s3":
+            from trialsynth.artifacts import lake_store
+            from trialsynth.security.sse import tenant_sse_c_key
+
+            tenant_sse_c_key(tenant, self, lake_store(self.settings), create=True)
         return key_id
 
     def rewrap(self, tenant: str) -> RewrapReport:
@@ -178,6 +214,16 @@ class KeyService:
                 report.rewrapped.append(path)
             except (SecurityError, OSError) as exc:
                 report.failed.append((path, str(exc)))
+        for store, key, blob in self.store_objects(tenant, report.failed):
+            name = store.uri(key)
+            try:
+                if read_header(blob, name).key_id == report.key_id:
+                    report.already_current += 1
+                    continue
+                store.write_bytes(key, rewrap_bytes(blob, self.kms, report.key_id, name))  # one atomic PUT
+                report.rewrapped.append(name)
+            except (SecurityError, OSError) as exc:
+                report.failed.append((name, str(exc)))
         return report
 
     def destroy(self, tenant: str, up_to: int | None = None) -> tuple[list[KeyId], int]:

@@ -57,7 +57,8 @@ DEFAULT_APP_ROLE = "trialsynth_app"
 REGISTRY_TENANT_TABLES: dict[str, str] = {"models": "tenant_id", "status_changes": "tenant_id",
                                           "privacy_spend": "tenant_id"}
 """The model registry's tables (trialsynth/registry.py) and their tenant column (added here)."""
-API_TENANT_TABLES: dict[str, str] = {"api_jobs": "tenant", "api_idempotency_keys": "tenant", "api_usage": "tenant"}
+API_TENANT_TABLES: dict[str, str] = {"api_jobs": "tenant", "api_idempotency_keys": "tenant", "api_usage": "tenant",
+                                      "api_uploads": "tenant"}
 """The API's tenant tables (trialsynth/api/store.py) and the column they already carry."""
 API_SHARED_TABLES: tuple[str, ...] = ("api_power_cache",)
 """API tables without tenant data (power curves keyed by the request's hash)."""

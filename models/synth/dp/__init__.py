@@ -17,7 +17,11 @@ from models.synth.dp.base import DPSynthesizer
 from models.synth.dp.copula import DPGaussianCopulaSynthesizer
 from models.synth.dp.mst import MSTSynthesizer
 
+MECHANISMS: dict[str, type[DPSynthesizer]] = {"dp_copula": DPGaussianCopulaSynthesizer, "mst": MSTSynthesizer}
+"""The DP synthesizers by the name a study config's ``synthesis.synthesizer`` gives them."""
+
 __all__ = [
+    "MECHANISMS",
     "DPGaussianCopulaSynthesizer",
     "DPSynthesizer",
     "MSTSynthesizer",

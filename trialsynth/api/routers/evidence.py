@@ -13,7 +13,9 @@ from starlette.responses import Response
 from trialsynth.api.deps import Caller, Ctx, problems
 from trialsynth.api.problems import not_found
 from trialsynth.api.report_links import signature_is_valid
+from trialsynth.artifacts import read_evidence
 from trialsynth.names import SAFE_NAME
+from trialsynth.security import KeyService
 
 router = APIRouter(prefix="/evidence/v1", tags=["evidence"])
 PACK_FILES = {"json": ("evidence.json", "application/json"), "html": ("report.html", "text/html; charset=utf-8")}
@@ -41,7 +43,7 @@ async def get_pack(run_id: str, ctx: Ctx, caller: Caller,
     if folder is None:
         raise not_found("evidence pack", run_id)
     name, media_type = PACK_FILES[format]
-    return Response((folder / name).read_bytes(), media_type=media_type)
+    return Response(read_evidence(folder / name, caller.tenant, KeyService(ctx.settings)), media_type=media_type)
 
 
 @router.get("/reports/{tenant}/{study}/{run_id}", responses={**problems(404), 200: {
@@ -56,4 +58,4 @@ def get_linked_report(tenant: str, study: str, run_id: str, ctx: Ctx,
     report = ctx.settings.lake_dir / tenant / study / "evidence" / run_id / PACK_FILES["html"][0]
     if not (names_ok and signature_is_valid(ctx.settings, tenant, study, run_id, sig) and report.is_file()):
         raise not_found("evidence report", run_id)
-    return Response(report.read_bytes(), media_type=PACK_FILES["html"][1])
+    return Response(read_evidence(report, tenant, KeyService(ctx.settings)), media_type=PACK_FILES["html"][1])

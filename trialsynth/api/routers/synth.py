@@ -7,9 +7,11 @@ from starlette.responses import Response
 
 from trialsynth.api.deps import ApiContext, Caller, Ctx, IdempotencyKey, idempotent, problems
 from trialsynth.api.idempotency import json_response
+from trialsynth.api.privacy import check_privacy_budget, synthesis_run_config, training_config
 from trialsynth.api.problems import ProblemError, invalid, not_found
 from trialsynth.api.schemas import ApproveRequest, GenerateRequest, Job, Model, TrainRequest
 from trialsynth.registry import ModelRecord, RegistryError, UnknownModelError
+from trialsynth.storage import open_lake_store
 from trialsynth.study_config import load_study_config
 
 router = APIRouter(prefix="/synth/v1", tags=["synth"])
@@ -17,8 +19,10 @@ APPROVE_SCOPE = "synth:approve"
 
 
 def require_study(ctx: ApiContext, tenant: str, study: str) -> None:
-    """404 unless the tenant has this study in the lake (its bronze tables exist)."""
-    if not (ctx.settings.study_dir(tenant, study) / "bronze").is_dir():
+    """404 unless the tenant has this study in the lake (its bronze tables exist), asked of the lake store
+    the settings choose (a folder or the S3 lake bucket)."""
+    store = open_lake_store(ctx.settings)
+    if "bronze" not in store.children(store.guard(tenant, f"{tenant}/{study}")):
         raise ProblemError(404, "not-found", "Not found", f"study: no study {study!r} with ingested data for this tenant",
                            errors=[{"field": "body.study", "pointer": "/study", "detail": "unknown study"}])
 
@@ -47,15 +51,20 @@ def accepted(job: dict) -> Response:
 
 @router.post("/train", status_code=202, response_model=Job, responses=problems(400, 404, 409, 422, 502, 503))
 def train(body: TrainRequest, request: Request, ctx: Ctx, caller: Caller, key: IdempotencyKey) -> Response:
-    """Train (or reuse) the study's synthesizer as a Dagster run; the model is registered as a draft."""
+    """Train (or reuse) the study's synthesizer as a Dagster run; the model is registered as a draft.
+
+    With ``privacy`` (or the study config's) the synthesizer must be ``dp_copula`` or ``mst`` and the
+    training spends that (epsilon, delta) budget of the study's data version: a budget over the study's
+    cap, or over what is left of it, is refused with 409 ``privacy-budget-exceeded`` naming the cap, the
+    spent and the remaining budget."""
     payload = body.model_dump(mode="json", exclude_none=True)
 
     def handler(job_id: str) -> Response:
         require_study(ctx, caller.tenant, body.study)
-        config = {k: v for k, v in payload.items() if k in ("synthesizer", "seed", "columns") and v}
-        if body.seed is not None:
-            config["seed"] = body.seed
-        run_config = {"ops": {"synthesizer_model": {"config": config}}}
+        study_cfg = load_study_config(ctx.settings.studies_path, body.study)[0]
+        check_privacy_budget(ctx.registry, caller.tenant, body.study, study_cfg, body)
+        training_config(study_cfg, body)  # 422 for what the run would refuse
+        run_config = {"ops": {"synthesizer_model": {"config": synthesis_run_config(body)}}}
         with ctx.quota(caller.tenant):
             return accepted(ctx.jobs.create(caller.tenant, "train", body.study, payload, run_config, job_id))
 
