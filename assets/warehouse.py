@@ -24,7 +24,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.partitions import study_check, tenant_study_partitions
-from orchestration.resources import LineageResource
+from orchestration.resources import LakeResource, LineageResource
 from trialsynth.lineage import warehouse_dataset
 from trialsynth.lineage.rows import partition_hasher
 from trialsynth.names import split_partition_key
@@ -340,7 +340,9 @@ def _dbt_step(sources: tuple[str, ...], models: list[str]) -> dg.AssetsDefinitio
         dagster_dbt_translator=TrialsynthDbtTranslator(),
         pool="duckdb_warehouse",
     )
-    def _step(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
+    def _step(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource,
+              lake: LakeResource) -> Iterator[Any]:
+        lake.check_partition_published(context.partition_key)  # dbt reads the files, not through the store
         yield from _run_dbt(context, dbt, lineage)
 
     return _step

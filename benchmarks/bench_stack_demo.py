@@ -7,7 +7,8 @@ data folder and Dagster instance, in a child process of its own, changing nothin
   registry in the lake;
 * stack: the settings ``make stack-up`` writes for a stack started here on free ports in a temporary
   folder (Postgres for Dagster and the registry, dbt's marts in the chDB ClickHouse endpoint, lineage
-  in SeaweedFS under Object Lock). The lake itself stays on local disk on both.
+  in SeaweedFS under Object Lock, the lake's raw zone, bronze, quarantine and analytics files in the
+  SeaweedFS lake bucket). The landing zone is a local folder on both.
 
 A stage is one step of the study pipeline's run (a Dagster op: one asset, the bronze multi-asset, a
 dbt model with its tests); its seconds are the step's start to end as Dagster recorded them.
@@ -137,8 +138,9 @@ def main() -> None:
         f"{config}, no CDISC pilot; fresh data folder and Dagster instance each. Reference: the embedded default "
         "(SQLite Dagster storage, DuckDB, lineage files, SQLite registry). Stack: Postgres 15 (Dagster storage, "
         "registry with row-level security), dbt-clickhouse into the chDB endpoint (a local stand-in for a "
-        "ClickHouse server), lineage in SeaweedFS 4.48 under Object Lock; all on this machine. The lake "
-        "(landing, raw zone, bronze, analytics files) is on local disk on both targets. A stage is a step of the "
+        "ClickHouse server), lineage in SeaweedFS 4.48 under Object Lock, the lake (raw zone, bronze, "
+        "quarantine, analytics files) in the SeaweedFS lake bucket through pyarrow's S3 filesystem (embedded: local "
+        "folders); all on this machine. The landing zone is a local folder on both. A stage is a step of the "
         "run as Dagster timed it; ratio = stack / embedded (> 1: slower on the stack). Steps run side by side (Dagster's "
         "multiprocess executor, one process per core) and on the stack Postgres, SeaweedFS and the ClickHouse endpoint "
         "share the same cores, so a stage's seconds include waiting for a core: with one run per target, single-stage "

@@ -81,7 +81,7 @@ def _definitions() -> "dg.Definitions":
         resources={
             "lake": LakeResource(),
             "lineage": LineageResource(store=settings.lineage.store),
-            "registry": RegistryResource(url=settings.registry_url),
+            "registry": RegistryResource(),  # the settings' registry when used (empty url)
             # dbt from this interpreter's venv, whether or not the venv is on PATH
             "dbt": DbtCliResource(project_dir=warehouse.dbt_project, target=settings.warehouse.target,
                                   dbt_executable=str(Path(sys.executable).parent / "dbt")),

@@ -17,6 +17,7 @@ from trialsynth.names import split_partition_key
 from trialsynth.registry import ModelRegistry
 from trialsynth.settings import Settings, get_settings
 from trialsynth.storage import LakeStore, open_lake_store
+from trialsynth.storage.lake import PUBLISHING
 from trialsynth.study_config import StudyConfig, load_study_config
 from trialsynth.tenancy.lake import tenant_path
 from trialsynth.tenancy.postgres import install_tenant_guard
@@ -94,6 +95,14 @@ class LakeResource(dg.ConfigurableResource):
 
     def uri(self, partition_key: str, relative: str, zone: str = "lake") -> str:
         return self.store(zone).uri(self.key(partition_key, relative, zone))
+
+    def check_partition_published(self, partition_key: str) -> None:
+        """IncompletePublishError when any folder of the partition's lake has a publish that did not
+        complete (:mod:`trialsynth.storage`), for readers that go to the files themselves (dbt's
+        ``s3()``/``read_parquet``) rather than through the store."""
+        store = self.store()
+        for marker in store.list(self.key(partition_key, ""), pattern=f"*/{PUBLISHING}"):
+            store.check_published(marker.removesuffix(PUBLISHING) + "any")
 
     def exists(self, partition_key: str, relative: str) -> bool:
         return self.store().exists(self.key(partition_key, relative))

@@ -164,7 +164,7 @@ def test_dagster_failure_names_partition_model_test_and_keys(settings: Any, monk
 
     from assets.warehouse import TrialsynthDbtTranslator, _run_dbt, dbt_project
     from orchestration.partitions import TENANT_STUDY, tenant_study_partitions
-    from orchestration.resources import LineageResource
+    from orchestration.resources import LakeResource, LineageResource
 
     # _run_dbt exports the settings' paths for profiles.yml; restore them after the test
     monkeypatch.setenv("TRIALSYNTH_LAKE_DIR", str(settings.lake_dir))
@@ -181,7 +181,7 @@ def test_dagster_failure_names_partition_model_test_and_keys(settings: Any, monk
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANT_STUDY, ["|".join(ACME), "|".join(PILOT)])
     resources = {"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
-                 "lineage": LineageResource(lake_dir=str(settings.lake_dir))}
+                 "lineage": LineageResource(lake_dir=str(settings.lake_dir)), "lake": LakeResource()}
     result = dg.materialize([dbt_fact_ae], partition_key="|".join(PILOT), resources=resources, instance=instance,
                             raise_on_error=False)
     assert not result.success

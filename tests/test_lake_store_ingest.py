@@ -144,9 +144,12 @@ def test_a_bronze_publish_cut_half_way_is_refused_and_the_rerun_repairs_it(s3_la
                  lambda: lake.sha256("t1|S1", "bronze/ae.parquet")):
         with pytest.raises(IncompletePublishError, match=r"partition t1\|S1: .*bronze/.* rerun .* whole"):
             read()
+    with pytest.raises(IncompletePublishError, match=r"partition t1\|S1: .*bronze/"):
+        lake.check_partition_published("t1|S1")  # what every dbt step checks before dbt reads the files
 
     again = dg.materialize([bronze], partition_key="t1|S1", resources=resources, instance=instance)
     assert again.success
     assert lake.read_bronze("t1|S1", "dm")["USUBJID"].to_list() == ["S1-001", "S1-002", "S1-003"]
     assert lake.read_bronze("t1|S1", "ae")["AETERM"].to_list() == ["HEADACHE"]
     assert not [k for k in _objects(client, bucket) if k.endswith("_PUBLISHING.json")]
+    lake.check_partition_published("t1|S1")
