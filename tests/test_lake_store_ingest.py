@@ -97,6 +97,17 @@ def test_raw_bronze_and_quarantine_go_to_the_bucket(s3_lake) -> None:
     assert event.event_specific_data.materialization.metadata["new_version"].value is False
     assert pl.read_parquet(io.BytesIO(objects["lake/t1/S1/bronze/_domains.parquet"])).height == len(DOMAINS)
 
+    # verify-lineage also checks the raw zone's locks: intact now; a plain PUT over a sponsor's file by
+    # another client (SeaweedFS cannot refuse it) fails the partition, naming the object
+    from trialsynth.lineage import run_verification
+
+    store = LineageResource().get_store()
+    assert run_verification(settings, store, write_status=False).ok
+    client.put_object(Bucket=f"{bucket}-raw", Key="raw/t1/S1/d1/v1/dm.csv", Body=b"forged")
+    (partition,) = run_verification(settings, store, write_status=False).partitions
+    assert [(f.asset_key, f.problem) for f in partition.failures] == [
+        ("raw_zone", f"s3://{bucket}-raw/raw/t1/S1/d1/v1/dm.csv: written over (1 newer version(s); the first is kept, locked)")]
+
 
 DM2 = DM.replace(b"seventy", b"71")  # the next drop: every row passes
 

@@ -46,12 +46,24 @@ def write_status_tables(report: VerificationReport, lake: Path | LakeStore) -> l
     return written
 
 
+def check_raw_zone_locks(report: VerificationReport, raw: LakeStore) -> None:
+    """Fail each verified partition whose raw-zone objects (the sponsor's bytes, S3 deployment under Object
+    Lock) were deleted, written over or lost their COMPLIANCE retention
+    (:meth:`trialsynth.storage.S3LakeStore.lock_problems`); a raw zone without Object Lock has nothing to check."""
+    if not getattr(raw, "locked", False):
+        return
+    for partition in report.partitions:
+        for problem in raw.lock_problems(f"{partition.tenant}/{partition.study}/"):
+            partition.fail(None, "raw_zone", problem)
+
+
 def run_verification(settings: Settings, store: ChainStore, partitions: list[tuple[str, str]] | None = None,
                      checkpoint: bool = False, write_status: bool = True) -> VerificationReport:
     """Verify ``partitions`` (default all) with the settings' trusted keys; write the status table;
     with ``checkpoint``, sign a checkpoint for every partition that verified intact."""
     s3 = store.backend.client if isinstance(store.backend, S3Backend) else None
     report = verify_store(store, trusted_keyring(settings), OutputChecker(s3_client=s3, settings=settings), partitions)
+    check_raw_zone_locks(report, open_lake_store(settings, "raw"))
     if write_status:
         write_status_tables(report, open_lake_store(settings))
     if checkpoint:
