@@ -36,7 +36,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from infra.stack.procs import stop_process_group  # noqa: E402  (after the path)
+
 RESULTS = ROOT / "benchmarks" / "results" / "full_size.md"
 RAW = RESULTS.with_suffix(".json")
 TENANT, STUDY = "acme", "ACME-001"  # the dashboards' row-level security shows tenant acme
@@ -357,12 +358,7 @@ def run_size(n: int, sites: int, seed: int, timeout_s: float, keep: Path | None)
         result = json.loads((work / "result.json").read_text())
     except subprocess.TimeoutExpired:
         log(f"[{n:,}] out of time after {timeout_s / 60:.0f} min: stopping it and keeping the steps it finished")
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, timeout_s=60)
         result = _partial(work, n, sites, seed, time.perf_counter() - t0)
     except FileNotFoundError:
         result = {"subjects": n, "sites": sites, "seed": seed, "status": f"ERROR (exit {proc.returncode})", "steps": {}}

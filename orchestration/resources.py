@@ -102,7 +102,7 @@ class LakeResource(dg.ConfigurableResource):
         ``s3()``/``read_parquet``) rather than through the store."""
         store = self.store()
         for marker in store.list(self.key(partition_key, ""), pattern=f"*/{PUBLISHING}"):
-            store.check_published(marker.removesuffix(PUBLISHING) + "any")
+            store.check_marker(marker)
 
     def exists(self, partition_key: str, relative: str) -> bool:
         return self.store().exists(self.key(partition_key, relative))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,17 +93,25 @@ def clickhouse_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
         stop_clickhouse_endpoint(directory)
 
 
+@contextmanager
+def running_stack(prefix: str) -> Iterator[Stack]:
+    """The whole stack started by ``start_all`` on free ports in a fresh temporary state folder named
+    ``prefix...``; stopped and removed on exit."""
+    _ensure_postgres()
+    _ensure_weed()
+    state = world_searchable_tmpdir(prefix)
+    try:
+        yield start_all(state, log=lambda line: print(line, file=sys.stderr))
+    finally:
+        stop_all(state, log=lambda line: None)
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The whole stack (PostgreSQL, SeaweedFS with the lake and Object Lock lineage buckets, the
     ClickHouse endpoint) started by ``start_all`` on free ports in a temporary state folder:
     ``.postgres``, ``.seaweedfs``, ``.clickhouse``, ``.settings()`` (a trialsynth.yaml mapping),
     ``.environment()`` (the env vars holding its secrets), ``.config_path``."""
-    _ensure_postgres()
-    _ensure_weed()
-    state = world_searchable_tmpdir("trialsynth-stack-")
-    try:
-        yield start_all(state, log=lambda line: print(line, file=sys.stderr))
-    finally:
-        stop_all(state, log=lambda line: None)
-        shutil.rmtree(state, ignore_errors=True)
+    with running_stack("trialsynth-stack-") as started:
+        yield started

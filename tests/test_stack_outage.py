@@ -9,7 +9,6 @@ each service is restarted on its port after the kill, as ``make stack-up`` would
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 import time
@@ -21,9 +20,9 @@ import pytest
 
 from infra.stack.postgres import stop_postgres
 from infra.stack.seaweedfs import stop_seaweedfs
-from infra.stack.services import LAKE_BUCKET, LINEAGE_BUCKET, RAW_BUCKET, Stack, start_all, stop_all
+from infra.stack.services import LAKE_BUCKET, LINEAGE_BUCKET, RAW_BUCKET, Stack, start_all
 from tests.conftest import fast_study_config
-from tests.stack_fixtures import _ensure_postgres, _ensure_weed, world_searchable_tmpdir
+from tests.stack_fixtures import running_stack
 from trialsynth.demo.generator import generate_study, write_drop
 from trialsynth.domains import DOMAINS
 from trialsynth.ingest.drops import INGESTED, DropRegistry
@@ -112,14 +111,9 @@ def test_other_errors_are_not_outages(error) -> None:
 
 @pytest.fixture(scope="module")
 def own_stack() -> Iterator[Stack]:
-    _ensure_postgres()
-    _ensure_weed()
-    state = world_searchable_tmpdir("trialsynth-outage-")
-    try:
-        yield start_all(state, log=lambda line: print(line, file=sys.stderr))
-    finally:
-        stop_all(state, log=lambda line: None)
-        shutil.rmtree(state, ignore_errors=True)
+    """A stack of this module's own: its tests kill services."""
+    with running_stack("trialsynth-outage-") as started:
+        yield started
 
 
 def _kill(stack: Stack, service: str) -> None:

@@ -109,6 +109,17 @@ def stop_pid(pid_file: Path, marker: str, timeout_s: float = 15) -> bool:
     return True
 
 
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM the process group ``proc`` leads (started with ``start_new_session=True``), SIGKILL it
+    after ``timeout_s``, and reap ``proc``."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it when it is our child

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -11,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from infra.stack.procs import stop_process_group
 from infra.superset.spec import ROOT
 
 RUN_SCRIPT = ROOT / "infra" / "superset" / "run_superset.sh"
@@ -47,9 +47,4 @@ def running_superset(data_dir: Path, home: Path, log_path: Path, timeout_s: floa
                 time.sleep(1)
             yield f"http://127.0.0.1:{port}"
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_process_group(proc, timeout_s=30)

@@ -145,16 +145,20 @@ class LakeStore:
         """IncompletePublishError when a publish manifest guards ``key`` (module docstring)."""
         for marker in _publish_markers(key):
             if self.exists(marker):
-                pending = self._pending(marker)
-                if pending is None:  # finished in between, or a write-once zone's completed manifest
-                    continue
-                tenant, study, folder = marker.split("/", 2)
-                raise IncompletePublishError(
-                    f"partition {tenant}|{study}: the publish of {folder.removesuffix('/' + PUBLISHING)}/ to "
-                    f"{self.uri(marker.removesuffix('/' + PUBLISHING))} started {pending.get('started_at', '?')} "
-                    f"and did not complete ({len(pending.get('writes', {}))} objects to write), so its objects may "
-                    "mix two drops and are not read; rerun the partition (`trialsynth drops retry`, or materialize "
-                    "the step that writes them) to republish it whole")
+                self.check_marker(marker)
+
+    def check_marker(self, marker: str) -> None:
+        """IncompletePublishError when the publish manifest at ``marker`` is of a publish that has not
+        completed (a completed or vanished one is fine)."""
+        pending = self._pending(marker)
+        if pending is not None:
+            tenant, study, folder = marker.split("/", 2)
+            raise IncompletePublishError(
+                f"partition {tenant}|{study}: the publish of {folder.removesuffix('/' + PUBLISHING)}/ to "
+                f"{self.uri(marker.removesuffix('/' + PUBLISHING))} started {pending.get('started_at', '?')} "
+                f"and did not complete ({len(pending.get('writes', {}))} objects to write), so its objects may "
+                "mix two drops and are not read; rerun the partition (`trialsynth drops retry`, or materialize "
+                "the step that writes them) to republish it whole")
 
     def _read(self, key: str) -> bytes:
         if not self.exists(key):
