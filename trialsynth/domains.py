@@ -1,7 +1,7 @@
 """The canonical domain contract: one spec per SDTM domain and EDC operational table.
 
 Everything downstream agrees on this file: the demo generator writes these columns, readers map
-source files onto them (``aliases``), validation derives its Great Expectations suites from them,
+source files onto them (``aliases``), validation derives its expectation suites from them (run as polars checks, exported as Great Expectations suites),
 bronze Parquet is typed by them, and dbt's sources select them. Columns a source has beyond the
 spec are kept (typed as strings) so nothing a sponsor sent is dropped.
 """

@@ -191,11 +191,11 @@ def plan_files(frames: dict[str, pl.DataFrame], define: dict[str, DefineDomain] 
                                   "send one file per domain (or SDTM split files named after the domain code)")
                 continue
             whole[spec.name] = file
-            add(spec.name, "domain", spec, file, "trialsynth's domain contract (Great Expectations suite)",
+            add(spec.name, "domain", spec, file, "trialsynth's domain contract (its expectation suite)",
                 spec.name.upper() if spec.name.upper() in CLASS_OF else None)
         elif split and split.group(1) in DOMAINS and codes == {split.group(1).upper()}:
             add(split.group(1), "domain", DOMAINS[split.group(1)], file,
-                "trialsynth's domain contract (Great Expectations suite)", split.group(1).upper())
+                "trialsynth's domain contract (its expectation suite)", split.group(1).upper())
         elif stem.startswith("supp") and "RDOMAIN" in df.columns and "QNAM" in df.columns:
             add(f"supp/{stem}", "supplemental", supplemental_spec(f"supp_{stem}"), file,
                 "the SDTM supplemental-qualifier rules and a parent-record check")
