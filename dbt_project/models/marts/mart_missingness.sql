@@ -2,7 +2,8 @@
 -- is_scheduled: the protocol collects the variable at that visit number, by the rule of the Dagster
 -- asset study_matrix (assets/study_data.py, SCHEDULED_SHARE): at least that share of the visit's
 -- expected cells, study-wide, is observed. "% missing" counts scheduled cells only, in Dagster
--- (missingness_profile's pct_missing_scheduled) and in Superset alike.
+-- (missingness_profile's pct_missing_scheduled) and in Superset alike. This is the one place the
+-- rule is written: mart_missingness_trend reads is_scheduled from this mart.
 {%- set scheduled_share = var('missingness_scheduled_share', 0.5) %}
 with cells as (
     select tenant_id, study_id, site_id, domain, variable, visitnum, is_missing

@@ -1,25 +1,20 @@
 -- Cumulative % missing per tenant/study/variable by week of data entry: each expected cell counts
 -- from the week of its basis_date (CRF page entry date when the study has a page log, else the
 -- observation date; see fact_missingness_cell). Cells without any date are left out. The
--- *_scheduled columns count the cells of scheduled visits only (mart_missingness.is_scheduled,
--- the Dagster study_matrix rule): the one definition of "% missing" the dashboards show.
-{%- set scheduled_share = var('missingness_scheduled_share', 0.5) %}
+-- *_scheduled columns count the cells of scheduled visits only: is_scheduled is read from
+-- mart_missingness, its one definition (the Dagster study_matrix rule), so the trend and the
+-- heatmap can never disagree on which visits count.
 with partition_cells as (
     select tenant_id, study_id, domain, variable, visitnum, time_basis, is_missing, basis_date
     from {{ ref('fact_missingness_cell') }}
-    where {{ partition_filter() }}
+    where {{ partition_filter() }} and basis_date is not null
 ),
 
-visit_share as (
-    select
-        tenant_id,
-        study_id,
-        domain,
-        variable,
-        visitnum,
-        {{ flag(cast_as('sum(case when is_missing then 0 else 1 end)', 'double') ~ ' >= ' ~ scheduled_share ~ ' * count(*)') }} as is_scheduled
-    from partition_cells
-    group by tenant_id, study_id, domain, variable, visitnum
+-- is_scheduled is study-wide (the same on every site row of a visit number): one row per visit
+visit_schedule as (
+    select distinct tenant_id, study_id, domain, variable, visitnum, is_scheduled
+    from {{ ref('mart_missingness') }}
+    where {{ partition_filter() }}
 ),
 
 cells as (
@@ -33,10 +28,9 @@ cells as (
         v.is_scheduled as is_scheduled,
         {{ week_start('c.basis_date') }} as week_start
     from partition_cells as c
-    inner join visit_share as v
+    inner join visit_schedule as v
         on v.tenant_id = c.tenant_id and v.study_id = c.study_id and v.domain = c.domain
         and v.variable = c.variable and v.visitnum = c.visitnum
-    where c.basis_date is not null
 ),
 
 weekly as (
@@ -65,23 +59,15 @@ cumulative as (
         week_start,
         n_expected_week,
         n_missing_week,
-        sum(n_expected_week) over (
-            partition by tenant_id, study_id, domain, variable
-            order by week_start rows between unbounded preceding and current row
-        ) as cum_expected,
-        sum(n_missing_week) over (
-            partition by tenant_id, study_id, domain, variable
-            order by week_start rows between unbounded preceding and current row
-        ) as cum_missing,
-        sum(n_expected_week_scheduled) over (
-            partition by tenant_id, study_id, domain, variable
-            order by week_start rows between unbounded preceding and current row
-        ) as cum_expected_scheduled,
-        sum(n_missing_week_scheduled) over (
-            partition by tenant_id, study_id, domain, variable
-            order by week_start rows between unbounded preceding and current row
-        ) as cum_missing_scheduled
+        sum(n_expected_week) over up_to_week as cum_expected,
+        sum(n_missing_week) over up_to_week as cum_missing,
+        sum(n_expected_week_scheduled) over up_to_week as cum_expected_scheduled,
+        sum(n_missing_week_scheduled) over up_to_week as cum_missing_scheduled
     from weekly
+    window up_to_week as (
+        partition by tenant_id, study_id, domain, variable
+        order by week_start rows between unbounded preceding and current row
+    )
 )
 
 select
