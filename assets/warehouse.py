@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -171,7 +172,42 @@ def _parse_state(project_dir: Path, target: str, dbt_vars: str) -> Path:
     return project_dir / "target" / PARSE_STATE / f"{key}.msgpack"
 
 
-def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
+LAKE_HEADERS_ENV = "TRIALSYNTH_DBT_LAKE_S3_HEADERS"  # JSON {header: value} that macros/bronze.sql sends with s3()
+
+
+REDACTED = b"<redacted: tenant SSE-C key>"
+TEXT_ARTEFACTS = (".sql", ".json", ".log", ".txt")
+
+
+@contextmanager
+def lake_headers(headers: Mapping[str, str], step_target: Path) -> Iterator[None]:
+    """``headers`` (the partition tenant's SSE-C key) in the environment dbt reads, for one step only.
+    They become part of the SQL dbt compiles, so afterwards every artefact of the step (``step_target``:
+    compiled and run SQL, manifest, run results, dbt.log) that holds them has them replaced by
+    :data:`REDACTED` (other files holding them are removed)."""
+    if not headers:
+        yield
+        return
+    os.environ[LAKE_HEADERS_ENV] = json.dumps(dict(headers))
+    try:
+        yield
+    finally:
+        os.environ.pop(LAKE_HEADERS_ENV, None)
+        secrets = [v.encode() for v in headers.values() if len(v) > 8]  # the key and its MD5, not "AES256"
+        for path in (p for p in step_target.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            if not any(secret in data for secret in secrets):
+                continue
+            if path.suffix not in TEXT_ARTEFACTS:
+                path.unlink()
+                continue
+            for secret in secrets:
+                data = data.replace(secret, REDACTED)
+            path.write_bytes(data)
+
+
+def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource,
+             lake: LakeResource) -> Iterator[Any]:
     tenant, study = split_partition_key(context.partition_key)
     os.environ.update(dbt_environment())  # profiles.yml reads the lake and warehouse paths from here
     get_settings().warehouse_path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
@@ -183,9 +219,10 @@ def _run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: Li
         shutil.copyfile(state, _mkdir(project_dir / step_target) / "partial_parse.msgpack")
     # "buildable": a test spanning two steps' models (e.g. a relationship to dim_site) runs with the
     # later step, once both of its parents exist.
-    invocation = dbt.cli(["build", "--indirect-selection", "buildable", "--vars", dbt_vars],
-                         context=context, raise_on_error=False, target_path=step_target)
-    yield from invocation.stream()
+    with lake_headers(lake.reader_headers(context.partition_key), project_dir / step_target):
+        invocation = dbt.cli(["build", "--indirect-selection", "buildable", "--vars", dbt_vars],
+                             context=context, raise_on_error=False, target_path=step_target)
+        yield from invocation.stream()
     saved = project_dir / step_target / "partial_parse.msgpack"
     if saved.exists():  # the state this build parsed, for the next step (written whole, then moved in place)
         scratch = _mkdir(state.parent) / f".{state.name}.{uuid.uuid4().hex}"
@@ -343,7 +380,7 @@ def _dbt_step(sources: tuple[str, ...], models: list[str]) -> dg.AssetsDefinitio
     def _step(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource,
               lake: LakeResource) -> Iterator[Any]:
         lake.check_partition_published(context.partition_key)  # dbt reads the files, not through the store
-        yield from _run_dbt(context, dbt, lineage)
+        yield from _run_dbt(context, dbt, lineage, lake)
 
     return _step
 

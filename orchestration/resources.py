@@ -104,6 +104,11 @@ class LakeResource(dg.ConfigurableResource):
         for marker in store.list(self.key(partition_key, ""), pattern=f"*/{PUBLISHING}"):
             store.check_marker(marker)
 
+    def reader_headers(self, partition_key: str) -> dict[str, str]:
+        """HTTP headers dbt's ``s3()`` must send to read the partition's objects: its tenant's SSE-C key
+        on an S3 lake with ``lake.s3_sse_c``; {} otherwise."""
+        return self.store().reader_headers(split_partition_key(partition_key)[0])
+
     def exists(self, partition_key: str, relative: str) -> bool:
         return self.store().exists(self.key(partition_key, relative))
 

@@ -175,8 +175,9 @@ def test_dagster_failure_names_partition_model_test_and_keys(settings: Any, monk
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, select="+fact_ae +dim_subject", name="dbt_fact_ae",
                 partitions_def=tenant_study_partitions, dagster_dbt_translator=TrialsynthDbtTranslator())
-    def dbt_fact_ae(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource) -> Iterator[Any]:
-        yield from _run_dbt(context, dbt, lineage)
+    def dbt_fact_ae(context: dg.AssetExecutionContext, dbt: DbtCliResource, lineage: LineageResource,
+                    lake: LakeResource) -> Iterator[Any]:
+        yield from _run_dbt(context, dbt, lineage, lake)
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANT_STUDY, ["|".join(ACME), "|".join(PILOT)])

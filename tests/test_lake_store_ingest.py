@@ -11,6 +11,7 @@ import boto3
 import dagster as dg
 import polars as pl
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import make_drop
 from trialsynth.domains import DOMAINS
@@ -41,10 +42,17 @@ def s3_lake(seaweedfs, settings, monkeypatch):
     get_settings.cache_clear()
 
 
-def _objects(client, bucket: str) -> dict[str, bytes]:
+def _objects(client, bucket: str, store=None) -> dict[str, bytes]:
+    """Every object of ``bucket`` (folder markers left out), read with the tenant's SSE-C key that the lake
+    ``store`` sends for it (the raw bucket's envelope objects: without)."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")}  # not folder markers
+    keys = [o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+    found = {}
+    for key in keys:
+        sse_c = store.sse_c_key(key.removeprefix("lake/")) if store is not None else None
+        args = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": sse_c} if sse_c else {}
+        found[key] = client.get_object(Bucket=bucket, Key=key, **args)["Body"].read()
+    return found
 
 
 def test_raw_bronze_and_quarantine_go_to_the_bucket(s3_lake) -> None:
@@ -60,7 +68,8 @@ def test_raw_bronze_and_quarantine_go_to_the_bucket(s3_lake) -> None:
     result = dg.materialize([raw_drop, bronze], partition_key="t1|S1", resources=resources, instance=instance)
     assert result.success
 
-    objects = _objects(client, bucket)
+    lake = LakeResource().store()
+    objects = _objects(client, bucket, lake)
     raw = _objects(client, f"{bucket}-raw")
     assert set(raw) == {"raw/t1/S1/d1/v1/dm.csv", "raw/t1/S1/d1/v1/_manifest.json", "raw/t1/S1/d1/_PUBLISHING.json"}
     assert "completed_at" in json.loads(raw.pop("raw/t1/S1/d1/_PUBLISHING.json"))  # kept, completed: no delete
@@ -72,6 +81,9 @@ def test_raw_bronze_and_quarantine_go_to_the_bucket(s3_lake) -> None:
             "lake/t1/S1/quarantine/d1-v1/dm_reasons.parquet",
             *(f"lake/t1/S1/bronze/{d}.parquet" for d in DOMAINS)} <= set(objects)
     assert raw["raw/t1/S1/d1/v1/dm.csv"] != DM  # the sponsor's bytes, encrypted at rest
+    # the lake's objects are stored with SSE-C under the tenant's key: a GET without it is refused
+    with pytest.raises(ClientError):
+        client.get_object(Bucket=bucket, Key="lake/t1/S1/bronze/dm.parquet")
     dm = LakeResource().read_bronze("t1|S1", "dm")
     assert dm["USUBJID"].to_list() == ["S1-001", "S1-003"]
     events = {tuple(e.asset_key.path): e.event_specific_data.materialization.metadata
@@ -129,7 +141,7 @@ def test_a_bronze_publish_cut_half_way_is_refused_and_the_rerun_repairs_it(s3_la
     assert dg.materialize([raw_drop, bronze], partition_key="t1|S1", resources=resources, instance=instance).success
     make_drop(settings.landing_dir, "t1", "S1", "d2", {"dm.csv": DM2, "ae.csv": b"STUDYID,DOMAIN,USUBJID,AESEQ,AETERM\n"
                                                        b"S1,AE,S1-001,1,HEADACHE\n"})
-    before = _objects(client, bucket)
+    before = _objects(client, bucket, LakeResource().store())
 
     puts: list[str] = []
     original = S3LakeStore._put
@@ -145,7 +157,7 @@ def test_a_bronze_publish_cut_half_way_is_refused_and_the_rerun_repairs_it(s3_la
         cut = dg.materialize([raw_drop, bronze], partition_key="t1|S1", resources=resources, instance=instance,
                              raise_on_error=False)
     assert not cut.success
-    after = _objects(client, bucket)
+    after = _objects(client, bucket, LakeResource().store())
     changed = sorted(k for k in after if "/bronze/" in k and after[k] != before.get(k))
     unchanged = sorted(k for k in after if "/bronze/" in k and after[k] == before.get(k))
     assert changed and unchanged, "the bucket holds a bronze mixing the two drops"
@@ -162,5 +174,5 @@ def test_a_bronze_publish_cut_half_way_is_refused_and_the_rerun_repairs_it(s3_la
     assert again.success
     assert lake.read_bronze("t1|S1", "dm")["USUBJID"].to_list() == ["S1-001", "S1-002", "S1-003"]
     assert lake.read_bronze("t1|S1", "ae")["AETERM"].to_list() == ["HEADACHE"]
-    assert not [k for k in _objects(client, bucket) if k.endswith("_PUBLISHING.json")]
+    assert not [k for k in _objects(client, bucket, lake.store()) if k.endswith("_PUBLISHING.json")]
     lake.check_partition_published("t1|S1")

@@ -294,6 +294,51 @@ def test_clickhouse_reads_the_partition_from_an_s3_lake(seaweedfs, clickhouse_en
         client.command(f"DROP NAMED COLLECTION IF EXISTS lake_{database}")
 
 
+def test_clickhouse_reads_an_sse_c_lake_with_the_partition_tenants_key(seaweedfs, clickhouse_endpoint, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture lake written by the lake store under each tenant's SSE-C key (issue 12): dbt's s3() sends
+    acme's key as request headers (what the Dagster step does, assets.warehouse.lake_headers) and reads the
+    same rows as from plain objects; without a key, or with another tenant's, the build fails instead of
+    reading nothing. The step's artefacts (compiled SQL, manifest, logs) keep no copy of the key."""
+    from assets.warehouse import REDACTED, lake_headers
+    from trialsynth.settings import Settings
+    from trialsynth.storage import open_lake_store
+
+    bucket, database = f"lake-{uuid.uuid4().hex[:8]}", f"t_{uuid.uuid4().hex[:10]}"
+    write_fixture_lake(tmp_path / "lake")
+    seaweedfs.make_bucket(bucket)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
+    settings = Settings(data_dir=tmp_path / "data", warehouse={"target": "clickhouse"},
+                        lake={"store": "s3", "s3_bucket": bucket, "s3_endpoint_url": seaweedfs.endpoint})
+    store = open_lake_store(settings)
+    for path in (tmp_path / "lake").rglob("*.parquet"):
+        store.write_bytes(path.relative_to(tmp_path / "lake").as_posix(), path.read_bytes())
+    with pytest.raises(Exception, match="Customer provided keys must provide the customer key"):  # a plain GET
+        seaweedfs.client().get_object(Bucket=bucket, Key=f"lake/{ACME[0]}/{ACME[1]}/bronze/dm.parquet")
+    acme_key, pilot_key = store.reader_headers(ACME[0]), store.reader_headers(PILOT[0])
+    assert acme_key and acme_key != pilot_key
+    for name, value in {**clickhouse_dbt_env(clickhouse_endpoint, database), "TRIALSYNTH_LAKE_DIR": store.location,
+                        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        for headers, work in (({}, tmp_path / "none"), (pilot_key, tmp_path / "pilot")):
+            with lake_headers(headers, work):
+                result = dbt(["run", "--select", *SMALL, "--vars", ACME_VARS], "clickhouse", work)
+            assert not result.success, "acme's SSE-C objects were read without acme's key"
+        with lake_headers(acme_key, tmp_path / "acme"):
+            result = dbt(["run", "--select", *SMALL, "--vars", ACME_VARS], "clickhouse", tmp_path / "acme")
+        assert result.success, failures(result) or result.exception
+        rows = clickhouse_client(clickhouse_endpoint, database).query(
+            "select usubjid, seq, is_serious, days_onset_to_entry from fact_ae order by usubjid").result_rows
+        assert rows == [("A-001", 1, False, 8), ("A-002", 1, True, 1)]  # acme's two AEs (tests/test_dbt_project.py)
+        artefacts = [p.read_bytes() for p in (tmp_path / "acme").rglob("*") if p.is_file()]
+        assert any(REDACTED in data for data in artefacts), "the compiled SQL did carry the key"
+        assert not any(acme_key["x-amz-server-side-encryption-customer-key"].encode() in data for data in artefacts)
+    finally:
+        clickhouse_client(clickhouse_endpoint).command(f"DROP DATABASE IF EXISTS {database}")
+
+
 # --------------------------------------------------------------------------- the whole project (slow)
 @pytest.mark.slow
 def test_dbt_project_builds_in_clickhouse_endpoint(clickhouse_settings, stack, monkeypatch, tmp_path) -> None:

@@ -64,6 +64,10 @@ class LakeSettings(BaseModel):
     # days (verified after the write); 0 = plain objects. The local store ignores both.
     s3_raw_bucket: str = ""
     raw_retention_days: float = Field(default=2555, ge=0)
+    # The lake zone's objects (bronze, quarantine and analytics Parquet, evidence, models) in S3 under
+    # SSE-C with the tenant's own key on every request (trialsynth.security.sse); false = the bucket's
+    # default encryption only. The local store ignores it (its files are left to disk encryption).
+    s3_sse_c: bool = True
 
     @property
     def raw_bucket(self) -> str:

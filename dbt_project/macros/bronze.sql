@@ -14,7 +14,11 @@
       relative to its url, and no secret reaches dbt at all (recommended);
     - else $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY when set (they then appear in dbt's compiled
       SQL under target/, which must stay private; ClickHouse hides them in SHOW CREATE and its logs);
-    - else none: the server's own credentials (IAM role, `use_environment_credentials`). -#}
+    - else none: the server's own credentials (IAM role, `use_environment_credentials`).
+    $TRIALSYNTH_DBT_LAKE_S3_HEADERS (JSON {header: value}) adds request headers to every s3(): the
+    Dagster dbt step sets it to the partition tenant's SSE-C key headers when the lake is stored with
+    SSE-C (assets/warehouse.py), and removes the step's compiled SQL afterwards. Named collections
+    cannot carry headers, so SSE-C needs the URL form. -#}
 {% macro bronze(domain) -%}
   {%- set relation = source('bronze', domain) -%}
   {{- adapter.dispatch('bronze_scan', 'trialsynth')(lake_glob(relation.identifier)) -}}
@@ -66,6 +70,14 @@
 {#- s3() over a lake URL, credentials as described at the top of this file. -#}
 {% macro clickhouse_s3(url, structure=none) -%}
   {%- set collection = env_var('TRIALSYNTH_DBT_LAKE_S3_COLLECTION', '') -%}
+  {#- read at run time only: a value read while parsing would be kept in dbt's partial-parse state -#}
+  {%- set headers = fromjson(env_var('TRIALSYNTH_DBT_LAKE_S3_HEADERS', '{}')) if execute else {} -%}
+  {%- if headers and collection -%}
+    {{ exceptions.raise_compiler_error("the lake is read with SSE-C headers, which ClickHouse named collections cannot carry: unset TRIALSYNTH_DBT_LAKE_S3_COLLECTION (credentials then come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)") }}
+  {%- endif -%}
+  {%- if headers and not partition_scoped() -%}
+    {{ exceptions.raise_compiler_error("the lake's SSE-C headers hold one tenant's key: run dbt on one partition (--vars tenant/study)") }}
+  {%- endif -%}
   {%- if collection -%}
     {%- if not modules.re.fullmatch('[A-Za-z_][A-Za-z0-9_]*', collection) -%}
       {{ exceptions.raise_compiler_error("TRIALSYNTH_DBT_LAKE_S3_COLLECTION must be a ClickHouse identifier, got " ~ collection) }}
@@ -77,7 +89,8 @@
     {%- set key_id = env_var('AWS_ACCESS_KEY_ID', '') -%}
     {%- set secret = env_var('AWS_SECRET_ACCESS_KEY', '') -%}
     s3({{ sql_string(url) }}{% if key_id and secret %}, {{ sql_string(key_id) }}, {{ sql_string(secret) }}{% endif %}, 'Parquet'
-       {{- (', ' ~ sql_string(structure)) if structure else '' }})
+       {{- (', ' ~ sql_string(structure)) if structure else '' }}
+       {%- if headers %}, headers({% for name, value in headers | dictsort %}{{ sql_string(name) }} = {{ sql_string(value) }}{{ ', ' if not loop.last }}{% endfor %}){% endif %})
   {%- endif -%}
 {%- endmacro %}
 

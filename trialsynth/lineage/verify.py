@@ -221,6 +221,7 @@ class OutputChecker:
 
     def __init__(self, s3_client: Any = None, settings: Settings | None = None) -> None:
         self.s3_client, self.settings = s3_client, settings
+        self._lake: Any = None
         self._duckdb: dict[str, Any] = {}
         self._clickhouse: Any = None
 
@@ -234,6 +235,14 @@ class OutputChecker:
                 return content_sha256(path) if path.is_file() else None  # envelopes: without the key slot
             except OSError as exc:
                 raise OutputUnreadableError(str(exc)) from exc
+        if kind == "bytes" and namespace.startswith("s3://") and (lake := self._lake_zone(namespace, name)):
+            store, key = lake
+            try:  # through the lake store: it sends the tenant's SSE-C key
+                return content_sha256(store.read_bytes(key))
+            except FileNotFoundError:
+                return None
+            except (OSError, RuntimeError, ValueError) as exc:  # refused, a publish not completed, an unopenable key
+                raise OutputUnreadableError(str(exc).strip().splitlines()[0]) from exc
         if kind == "bytes" and namespace.startswith("s3://") and self.s3_client is not None:
             from botocore.exceptions import ClientError
 
@@ -250,6 +259,19 @@ class OutputChecker:
                 and namespace.startswith("clickhouse://"):
             return self._clickhouse_rows(name, tenant, study)
         raise LookupError(f"no location recorded, or none readable here (kind {kind}, namespace {namespace})")
+
+    def _lake_zone(self, namespace: str, name: str) -> tuple[Any, str] | None:
+        """(lake store, lake key) when ``namespace``/``name`` is an object of the settings' S3 lake zone."""
+        if self.settings is None or self.settings.lake.store != "s3":
+            return None
+        if self._lake is None:
+            from trialsynth.storage import open_lake_store
+
+            self._lake = open_lake_store(self.settings)
+        root = self._lake.object_key("")
+        if namespace != f"s3://{self._lake.bucket}" or not name.startswith(root):
+            return None
+        return self._lake, name[len(root):]
 
     def _duckdb_rows(self, database: Path, relation: str, tenant: str, study: str) -> str | None:
         import duckdb

@@ -128,13 +128,14 @@ class KeyService:
                 if path.is_file() and not path.is_symlink() and not path.name.startswith(".") and is_encrypted(path):
                     yield path
 
-    def store_objects(self, tenant: str, unreadable: list[tuple[str, str]] | None = None
-                      ) -> Iterator[tuple[LakeStore, str, bytes]]:
+    def store_objects(self, tenant: str, unreadable: list[tuple[str, str]] | None = None,
+                      sse_c_only: list[str] | None = None) -> Iterator[tuple[LakeStore, str, bytes]]:
         """(store, key, bytes) of every encrypted object of ``tenant`` in an object-store lake
         (``lake.store: s3``: raw zone and lake zone). Nothing for the local store, whose objects are
         the files :meth:`encrypted_objects` finds. Reads each object of the tenant whole; an object the
-        store cannot read (e.g. one stored with SSE-C, which the store does not send) is appended to
-        ``unreadable`` as (uri, reason) instead."""
+        store cannot read (e.g. refused by the bucket) is appended to ``unreadable`` as (uri, reason)
+        instead; an object that is no envelope but stored under the tenant's SSE-C key (the lake's Parquet)
+        to ``sse_c_only``."""
         if self.settings.lake.store == "local":
             return
         from trialsynth.storage import open_lake_stores  # boto/pyarrow S3 only when the lake is in S3
@@ -143,20 +144,24 @@ class KeyService:
             for key in store.list(validate_name(tenant, "tenant")):
                 try:
                     blob = store.read_bytes(key)
-                except OSError as exc:
+                except (OSError, SecurityError) as exc:  # refused by the bucket; an SSE-C key that cannot be opened
                     if unreadable is not None:
                         unreadable.append((store.uri(key), f"not readable through the lake store, so not checked "
-                                                           f"for an envelope (an SSE-C object?): {exc}"))
+                                                           f"for an envelope: {exc}"))
                     continue
                 if blob.startswith(MAGIC):
                     yield store, key, blob
+                elif sse_c_only is not None and store.reader_headers(tenant):
+                    sse_c_only.append(store.uri(key))
 
-    def _objects_by_key(self, tenant: str) -> tuple[Counter[KeyId], list[Path | str]]:
-        """How many objects each key id protects, and the objects whose header cannot be read."""
+    def _objects_by_key(self, tenant: str, sse_c_only: list[str] | None = None
+                        ) -> tuple[Counter[KeyId], list[Path | str]]:
+        """How many objects each key id protects, and the objects whose header cannot be read (``sse_c_only``:
+        see :meth:`store_objects`)."""
         counts: Counter[KeyId] = Counter()
         corrupt: list[Path | str] = []
         found = [(path, path) for path in self.encrypted_objects(tenant)]
-        found += [(store.uri(key), blob) for store, key, blob in self.store_objects(tenant)]
+        found += [(store.uri(key), blob) for store, key, blob in self.store_objects(tenant, sse_c_only=sse_c_only)]
         for name, source in found:
             try:
                 counts[read_header(source, str(name)).key_id] += 1
@@ -233,11 +238,26 @@ class KeyService:
         ciphertext stays on disk (delete it separately if the retention policy says so).
         """
         validate_name(tenant, "tenant")
+        # counted before: afterwards the S3 lake's SSE-C objects cannot even be read
+        sse_c_only: list[str] = []
+        counts, _corrupt = self._objects_by_key(tenant, sse_c_only)
+        sse_c_wrap = self._sse_c_key_id(tenant)
         destroyed = self.kms.destroy(tenant, up_to)
         for key_id in destroyed:
             self.canary_path(key_id).unlink(missing_ok=True)
-        counts, _corrupt = self._objects_by_key(tenant)
-        return destroyed, sum(counts[k] for k in destroyed)
+        # the lake's Parquet goes with the KEK version that wraps the tenant's SSE-C key
+        return destroyed, sum(counts[k] for k in destroyed) + (len(sse_c_only) if sse_c_wrap in destroyed else 0)
+
+    def _sse_c_key_id(self, tenant: str) -> KeyId | None:
+        """The KEK version wrapping ``tenant``'s SSE-C key in an S3 lake (None: it has none)."""
+        if self.settings.lake.store != "s3":
+            return None
+        from trialsynth.artifacts import lake_store
+        from trialsynth.security.sse import sse_c_key_location
+
+        store = lake_store(self.settings)
+        location = sse_c_key_location(tenant)
+        return read_header(store.read_bytes(location), store.uri(location)).key_id if store.exists(location) else None
 
     def status(self, tenant: str | None = None) -> list[TenantStatus]:
         """Versions and object counts of one tenant, or of every tenant the KMS or data dir knows."""

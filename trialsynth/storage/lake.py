@@ -35,20 +35,29 @@ are not deleted but marked completed (recording the keys a rerun wrote again), s
 every delete (:func:`trialsynth.lineage.backends.protect_bucket`); :meth:`S3LakeStore.lock_problems`
 names an object deleted, written over or without retention by another client.
 
+The lake zone of an S3 deployment is stored with server-side encryption under the tenant's own key
+(SSE-C, ``lake.s3_sse_c``): every GET and PUT of a tenant's object sends that tenant's key
+(:mod:`trialsynth.security.sse`), so an object of tenant A cannot be read with B's key or none, and
+destroying A's KEK leaves its objects unreadable (crypto-shredding). Readers that fetch objects
+themselves (dbt's ``s3()``) send :meth:`S3LakeStore.reader_headers`. The raw zone holds envelope
+objects (AES-256-GCM under the tenant's KEK) and is not also under SSE-C.
+
 Keys are checked by :func:`tenant_key` (and on the local store also with symlinks followed, see
 :func:`trialsynth.tenancy.tenant_path`): a key outside its tenant's prefix raises TenantPathError.
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import hashlib
 import io
 import json
 import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +68,7 @@ import pyarrow.fs as pafs
 
 from trialsynth.hashing import sha256_bytes, sha256_file
 from trialsynth.names import validate_name
+from trialsynth.security.errors import SecurityError
 from trialsynth.settings import Settings
 from trialsynth.tenancy.lake import TenantPathError, tenant_path
 
@@ -68,6 +78,10 @@ if TYPE_CHECKING:  # loaded where frames are read, not with the Dagster definiti
 
 ZONES = ("lake", "raw")
 PUBLISHING = "_PUBLISHING.json"  # a publish manifest: its prefix is being published (see the module docstring)
+KEYS_FOLDER = "_keys"  # <tenant>/_keys/: the tenant's wrapped keys (trialsynth.security.sse), never under SSE-C
+SSE_C_ALGORITHM = "AES256"  # the only algorithm S3's SSE-C accepts (AES-256)
+SseCKeys = Callable[[str, "LakeStore"], bytes]  # (tenant, store) -> the tenant's 32-byte SSE-C key
+_BAD_REQUEST = re.compile(r"HTTP status 400\b.*(HeadObject|GetObject)")
 _NETWORK_ERROR = re.compile(r"NETWORK_CONNECTION|curlCode|couldn't connect|could not connect|connection refused",
                             re.IGNORECASE)
 
@@ -125,6 +139,10 @@ class LakeStore:
         """``key`` if it stays under ``tenant``'s prefix; else TenantPathError."""
         return tenant_key(tenant, key)
 
+    def reader_headers(self, tenant: str) -> dict[str, str]:
+        """HTTP headers a reader that fetches ``tenant``'s objects itself (dbt's ``s3()``) must send."""
+        return {}
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
 
@@ -171,6 +189,11 @@ class LakeStore:
         with self._io(), self.filesystem.open_output_stream(self._path(key)) as stream:
             stream.write(data)
         return sha256_bytes(data)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Store ``data`` at ``key`` only if nothing is there (one conditional write, so of two concurrent
+        creators exactly one wins); False, writing nothing, when ``key`` exists."""
+        raise NotImplementedError
 
     def exists(self, key: str) -> bool:
         with self._io():
@@ -320,8 +343,9 @@ class LocalLakeStore(LakeStore):
         tenant_path(self.root_path, tenant, self.root_path / tenant_key(tenant, key))
         return key
 
-    def write_bytes(self, key: str, data: bytes) -> str:
-        """Written to a temp name beside ``key``, flushed to disk, then renamed over it."""
+    @contextmanager
+    def _temp_beside(self, key: str, data: bytes) -> Iterator[tuple[Path, Path]]:
+        """(temp file holding ``data``, flushed to disk, beside ``key``'s path; that path); removed after."""
         path = self.root_path / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -330,10 +354,24 @@ class LocalLakeStore(LakeStore):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            yield tmp, path
         finally:
             tmp.unlink(missing_ok=True)
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Written to a temp name beside ``key``, flushed to disk, then renamed over it."""
+        with self._temp_beside(key, data) as (tmp, path):
+            os.replace(tmp, path)
         return sha256_bytes(data)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Written to a temp name, then hard-linked to ``key`` (the link fails when ``key`` exists)."""
+        with self._temp_beside(key, data) as (tmp, path):
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+        return True
 
     @contextmanager
     def working_copy(self, *prefixes: str, fetch: str = "*") -> Iterator[Path]:
@@ -350,11 +388,15 @@ class S3LakeStore(LakeStore):
     or removing one raises LockedObjectError (publish manifests excepted: they are not lake data)."""
 
     def __init__(self, bucket: str, root: str, endpoint_url: str | None = None, region: str = "us-east-1",
-                 retention_days: float = 0) -> None:
+                 retention_days: float = 0, sse_c: SseCKeys | None = None) -> None:
         if retention_days < 0:
             raise ValueError(f"retention_days must be >= 0, got {retention_days}")
+        if retention_days and sse_c is not None:
+            raise ValueError("SSE-C is for the lake zone; the write-once raw zone holds envelope objects")
         self.bucket, self.key_root, self.endpoint_url = bucket, root.strip("/"), endpoint_url
-        self.region, self.retention_days = region, retention_days
+        self.region, self.retention_days, self.sse_c = region, retention_days, sse_c
+        self._sse_c_keys: dict[str, bytes] = {}
+        self._client: Any = None
         options: dict[str, Any] = {"region": region, "allow_bucket_creation": False, "allow_bucket_deletion": False}
         if endpoint_url:
             parts = urlsplit(endpoint_url)
@@ -371,6 +413,9 @@ class S3LakeStore(LakeStore):
         try:
             yield
         except Exception as exc:  # pyarrow raises OSError, botocore (locked writes) its own classes
+            if isinstance(exc, OSError) and _BAD_REQUEST.search(str(exc)):  # pyarrow sends no SSE-C key
+                raise OSError(f"{exc} (bucket {self.bucket}: an object stored with SSE-C is read only with its "
+                              "tenant's key; lake.s3_sse_c must stay as it was when the lake was written)") from exc
             if isinstance(exc, FileNotFoundError | LockedObjectError) or not _NETWORK_ERROR.search(str(exc)):
                 raise
             where = urlsplit(self.endpoint_url).netloc if self.endpoint_url else "AWS S3"
@@ -382,8 +427,13 @@ class S3LakeStore(LakeStore):
         return f"{self.key_root}/{key}" if self.key_root else key
 
     def client(self) -> Any:
-        """A boto3 S3 client for this store's endpoint (a fresh session: boto3's default one keeps the
-        first credentials it resolved in the process)."""
+        """A boto3 S3 client for this store's endpoint, made on first use (a fresh session: boto3's default
+        one keeps the first credentials it resolved in the process); clients are thread-safe."""
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _new_client(self) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -398,19 +448,114 @@ class S3LakeStore(LakeStore):
     def locked(self) -> bool:
         return self.retention_days > 0
 
+    # -- SSE-C: the tenant's key on every request for its objects -----------------------------------
+    def sse_c_key(self, key: str) -> bytes | None:
+        """The SSE-C key ``key``'s object is stored with: its tenant's (asked of ``sse_c`` once per store
+        and tenant), or None when the store uses no SSE-C and for the tenant's wrapped keys themselves
+        (``<tenant>/_keys/``: envelope objects opened with the KEK, which must be readable without them)."""
+        tenant, _, rest = key.partition("/")
+        if self.sse_c is None or rest.startswith(f"{KEYS_FOLDER}/"):
+            return None
+        if tenant not in self._sse_c_keys:
+            try:
+                self._sse_c_keys[tenant] = self.sse_c(tenant, self)
+            except SecurityError as exc:  # e.g. the tenant's KEK was destroyed: name the object asked for
+                raise type(exc)(f"cannot read or write {self.uri(key)}: {exc}") from exc
+        return self._sse_c_keys[tenant]
+
+    def _sse_c_args(self, key: str) -> dict[str, Any]:
+        found = self.sse_c_key(key)
+        return {} if found is None else {"SSECustomerAlgorithm": SSE_C_ALGORITHM, "SSECustomerKey": found}
+
+    def reader_headers(self, tenant: str) -> dict[str, str]:
+        """The SSE-C request headers (S3's wire form) a reader that fetches ``tenant``'s objects itself
+        (ClickHouse's ``s3()`` in dbt) must send; {} when the store uses no SSE-C."""
+        found = self.sse_c_key(f"{validate_name(tenant, 'tenant')}/")
+        if found is None:
+            return {}
+        prefix = "x-amz-server-side-encryption-customer-"
+        return {f"{prefix}algorithm": SSE_C_ALGORITHM, f"{prefix}key": base64.b64encode(found).decode(),
+                f"{prefix}key-MD5": base64.b64encode(hashlib.md5(found).digest()).decode()}
+
+    def _refused(self, key: str, exc: Exception) -> Exception:
+        """A refused S3 request for ``key`` as FileNotFoundError (none there) or an OSError naming the object."""
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return FileNotFoundError(f"{self.uri(key)} does not exist")
+        how = f"with tenant {key.split('/')[0]}'s SSE-C key" if self.sse_c_key(key) else "without an SSE-C key"
+        return OSError(f"{self.uri(key)}: the bucket refused the request {how} ({code}): {exc}")
+
+    def _read(self, key: str) -> bytes:
+        if self.sse_c is None:
+            return super()._read(key)
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._io():
+                return self.client().get_object(Bucket=self.bucket, Key=self.object_key(key),
+                                                 **self._sse_c_args(key))["Body"].read()
+        except ClientError as exc:
+            raise self._refused(key, exc) from None
+
+    def _put_object(self, key: str, data: bytes, **conditions: str) -> None:
+        """One PUT of a plain (not write-once) object, under its tenant's SSE-C key when the store has one."""
+        with self._io():
+            self.client().put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
+                                     ChecksumAlgorithm="SHA256", **self._sse_c_args(key), **conditions)
+
+    def exists(self, key: str) -> bool:
+        """A HEAD without the key: S3 answers 404 when nothing is there, and 400 for an SSE-C object (which
+        needs its key for its metadata, not for its existence)."""
+        if self.sse_c is None:
+            return super().exists(key)
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._io():
+                self.client().head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                return False
+            if status == 400:
+                return True
+            raise self._refused(key, exc) from None
+        return True
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """One PUT with ``If-None-Match: *``."""
+        from botocore.exceptions import ClientError
+
+        if self.locked:
+            raise LockedObjectError(f"{self.uri(key)}: the write-once zone is written by publishes only")
+        try:
+            self._put_object(key, data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise self._refused(key, exc) from None
+        return True
+
+    # -- writes ------------------------------------------------------------------------------------
     def write_bytes(self, key: str, data: bytes) -> str:
         """One PUT; in a write-once zone under COMPLIANCE retention, refused (LockedObjectError) when ``key``
         exists."""
         if not self.locked or key.endswith(PUBLISHING):
-            return super().write_bytes(key, data)
+            return self._write_plain(key, data)
         self._put_locked(key, data, replace=False)
+        return sha256_bytes(data)
+
+    def _write_plain(self, key: str, data: bytes) -> str:
+        if self.sse_c is None:
+            return super().write_bytes(key, data)
+        self._put_object(key, data)
         return sha256_bytes(data)
 
     def _put(self, key: str, data: bytes, replace: bool) -> None:
         if self.locked:
             self._put_locked(key, data, replace)
         else:
-            super().write_bytes(key, data)
+            self._write_plain(key, data)
 
     def _put_locked(self, key: str, data: bytes, replace: bool) -> None:
         from botocore.exceptions import ClientError
@@ -433,7 +578,10 @@ class S3LakeStore(LakeStore):
         if self.locked:
             raise LockedObjectError(f"{self.uri(key)} is under Object Lock (the raw zone is write-once): "
                                     "it is never removed")
-        super().delete(key)
+        if self.sse_c is None:
+            return super().delete(key)
+        with self._io():  # pyarrow's delete would HEAD the object first (refused without its SSE-C key)
+            self.client().delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     def _finish(self, marker: str, repaired: list[str]) -> None:
         """A write-once zone keeps its publish manifests, marked completed (its bucket may refuse every
@@ -505,7 +653,13 @@ def open_lake_store(settings: Settings, zone: str = "lake") -> LakeStore:
         if zone == "raw":
             return S3LakeStore(lake.raw_bucket, f"{lake.s3_prefix}/raw".lstrip("/"), lake.s3_endpoint_url, lake.s3_region,
                                retention_days=lake.raw_retention_days)
-        return S3LakeStore(lake.s3_bucket, f"{lake.s3_prefix}/lake".lstrip("/"), lake.s3_endpoint_url, lake.s3_region)
+        sse_c = None
+        if lake.s3_sse_c:
+            from trialsynth.security.sse import store_sse_c_keys  # cryptography only when SSE-C is on
+
+            sse_c = store_sse_c_keys(settings)
+        return S3LakeStore(lake.s3_bucket, f"{lake.s3_prefix}/lake".lstrip("/"), lake.s3_endpoint_url, lake.s3_region,
+                           sse_c=sse_c)
     raise ValueError(f"lake.store {lake.store!r} is not known (expected 'local' or 's3')")
 
 
