@@ -31,8 +31,9 @@ from trialsynth.storage import open_lake_store  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "lake_sse_c.md"
 
 
-def _timed(settings: Settings, blobs: list[bytes]) -> tuple[float, float]:
-    """Seconds to write then to read every blob through a fresh store of ``settings``."""
+def _timed(settings: Settings, blobs: list[bytes]) -> tuple[float, float, float]:
+    """Seconds to write then to read every blob through a fresh store of ``settings``, and of the read
+    side, the seconds its first request took (client, and with SSE-C the tenant key's GET and unwrap)."""
     store = open_lake_store(settings)
     start = time.perf_counter()
     for i, blob in enumerate(blobs):
@@ -41,7 +42,9 @@ def _timed(settings: Settings, blobs: list[bytes]) -> tuple[float, float]:
     store = open_lake_store(settings)  # a fresh store: the key is unwrapped again, as in a new run
     for i, blob in enumerate(blobs):
         assert store.read_bytes(f"acme/S1/bronze/part{i}.parquet") == blob
-    return written - start, time.perf_counter() - written
+        if i == 0:
+            first = time.perf_counter() - written
+    return written - start, time.perf_counter() - written, first
 
 
 def main() -> None:
@@ -56,7 +59,7 @@ def main() -> None:
         weed = start_seaweedfs(Path(tmp) / "weed", buckets=())
         os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = weed.access_key, weed.secret_key
         try:
-            times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+            times: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
             for round_ in range(args.rounds):
                 for sse_c in (False, True):
                     bucket = f"bench-{uuid.uuid4().hex[:10]}"
@@ -70,9 +73,10 @@ def main() -> None:
         finally:
             stop_seaweedfs(Path(tmp) / "weed")
     load_after = os.getloadavg()[0]
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for k, v in times.items()}
+    med = {k: tuple(statistics.median(t[i] for t in v) for i in range(3)) for k, v in times.items()}
     mib = args.objects * args.kib / 1024
-    rows = [f"| {name} | {med[k][0]:.2f} | {med[k][1]:.2f} | {mib / med[k][0]:.1f} | {mib / med[k][1]:.1f} |"
+    rows = [f"| {name} | {med[k][0]:.2f} | {med[k][1]:.2f} | {med[k][2]:.3f} | {mib / med[k][0]:.1f} | "
+            f"{mib / med[k][1]:.1f} | {1000 * (med[k][1] - med[k][2]) / (args.objects - 1):.1f} |"
             for name, k in (("plain (pyarrow S3, `s3_sse_c: false`)", False),
                             ("SSE-C, tenant key (boto3, `s3_sse_c: true`)", True))]
     text = "\n".join([
@@ -87,8 +91,8 @@ def main() -> None:
         f"fresh store (the SSE-C side unwraps the tenant's key once per store); median of {args.rounds} rounds, "
         "sides alternating.",
         "",
-        "| store | write (s) | read (s) | write MiB/s | read MiB/s |",
-        "|---|---|---|---|---|",
+        "| store | write (s) | read (s) | of which first read (s) | write MiB/s | read MiB/s | each later read (ms) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"**SSE-C / plain: write {med[True][0] / med[False][0]:.2f}x, read {med[True][1] / med[False][1]:.2f}x.**",
