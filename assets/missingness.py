@@ -3,13 +3,23 @@
 import dagster as dg
 import pandas as pd
 
-from assets.study_data import load_study_data, study_matrix
+from assets.study_data import load_study_data, missingness_metadata, study_matrix
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
 from trialsynth.markdown import md_table
 from trialsynth.version import code_version
 
 ALPHA = 0.05
+
+
+def reported_profile(cells: pd.DataFrame) -> pd.DataFrame:
+    """% missing per variable x visit x site of the scheduled cells of ``StudyData.cells``: the
+    scheduled rows of dbt's mart_missingness (variable named ``<DOMAIN>_<TESTCD>``, visit = VISITNUM)."""
+    from models.missingness import missingness_profile
+
+    scheduled = cells[cells["SCHEDULED"]]  # unscheduled cells are not "missing"
+    return missingness_profile(scheduled.assign(VALUE=scheduled["OBSERVED"].where(scheduled["OBSERVED"])), variable_col="VARIABLE",
+                               visit_col="VISITNUM", site_col="SITEID", value_col="VALUE")
 
 
 def domain_groups(matrix: pd.DataFrame, scheduled: pd.DataFrame):
@@ -29,21 +39,20 @@ def domain_groups(matrix: pd.DataFrame, scheduled: pd.DataFrame):
     group_name="imputation",
     deps=[study_matrix],
     kinds={"python", "parquet"},
-    description="% missing per variable x visit x site, missing-data patterns, Little's MCAR test "
-    "(EM estimates) and MAR diagnostics (cross-validated AUC of predicting each variable's missingness).",
+    description="% missing per variable x visit x site of the scheduled cells (every variable and visit, by "
+    "the rules of dbt's mart_missingness: the numbers Superset shows; metadata `left_out_of_matrix` says which "
+    "of them the imputation matrix does not hold), and, on the imputation matrix, missing-data patterns, "
+    "Little's MCAR test (EM estimates) and MAR diagnostics (cross-validated AUC of predicting each variable's "
+    "missingness).",
 )
 def missingness_profile(context: dg.AssetExecutionContext, lake: LakeResource, lineage: LineageResource) -> dg.MaterializeResult:
     # scikit-learn (MAR diagnostics) is imported here, not when the Dagster definitions load
     from models.missingness import little_mcar_test, mar_diagnostics, missing_patterns
-    from models.missingness import missingness_profile as profile_by_variable_visit_site
 
     pk = context.partition_key
     data = load_study_data(lake, pk)
-    scheduled = data.matrix.where(data.scheduled)  # unscheduled cells are not "missing"
-    scheduled.columns.name = "VARIABLE"
-    long = scheduled.stack(future_stack=True).rename("VALUE").reset_index()
-    long = long[data.scheduled.stack(future_stack=True).to_numpy()]
-    profile = profile_by_variable_visit_site(long, variable_col="VARIABLE", visit_col="VISITNUM", site_col="SITEID", value_col="VALUE")
+    profile = reported_profile(data.cells)
+    scheduled = data.matrix.where(data.scheduled)
     patterns = missing_patterns(scheduled.reset_index(drop=True))
     # Vital signs and labs are scheduled at different visits: test each domain on the visits where
     # it is collected, so the protocol's structure is not mistaken for informative missingness.
@@ -67,9 +76,9 @@ def missingness_profile(context: dg.AssetExecutionContext, lake: LakeResource, l
     return dg.MaterializeResult(metadata={
         "little_mcar": dg.MetadataValue.md(md_table(little_table.to_dict("records"))),
         "little_min_p_value": float(little_table["p_value"].min()),
-        "pct_missing_scheduled": float(100 * data.scheduled_missing.to_numpy().sum() / data.scheduled.to_numpy().sum()),
-        "variables": scheduled.shape[1],
-        "dropped_variables": dg.MetadataValue.json(data.dropped),
+        **missingness_metadata(data),
+        "variables": int(profile["variable"].nunique()),
+        "matrix_variables": scheduled.shape[1],
         "mar_diagnostics": dg.MetadataValue.md(md_table(mar.head(15).to_dict("records"))),
         "top_patterns": dg.MetadataValue.md(md_table(patterns.head(5).to_dict("records"))),
         "profile": dg.MetadataValue.path(str(out["profile"][0])),

@@ -42,12 +42,16 @@ def observations_long(vs: pl.DataFrame, lb: pl.DataFrame, dm: pl.DataFrame) -> p
     return long.join(subjects, on="USUBJID", how="inner").select(*ID_COLUMNS, "VARIABLE", "VALUE", "DATE")
 
 
-def visit_matrix(long: pl.DataFrame, sv: pl.DataFrame | None = None, min_coverage: float = 0.5) -> pd.DataFrame:
+def visit_matrix(long: pl.DataFrame, sv: pl.DataFrame | None = None, min_coverage: float = 0.5, *,
+                 return_left_out: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, str]]:
     """Subject x visit rows (index ``ID_COLUMNS``), one float column per variable.
 
     Only visits where at least ``min_coverage`` of subjects have any observation are kept
     (unscheduled visits and one-off time points would otherwise be mostly-empty rows), and variables
     measured at fewer than half of those visits (e.g. HEIGHT, screening only) are dropped.
+    With ``return_left_out``, also returns what was left out and why: ``"visit <VISITNUM:g>"`` or
+    the variable name -> reason (the reported "% missing" still counts them, see
+    :mod:`models.expected_cells`).
     """
     wide = long.pivot(on="VARIABLE", index=ID_COLUMNS, values="VALUE", aggregate_function="mean")
     if sv is not None and sv.height:
@@ -59,12 +63,17 @@ def visit_matrix(long: pl.DataFrame, sv: pl.DataFrame | None = None, min_coverag
         wide = frame.join(wide, on=ID_COLUMNS, how="left")
     n_subjects = wide["USUBJID"].n_unique()
     per_visit = wide.group_by("VISITNUM").agg(pl.col("USUBJID").n_unique().alias("n"))
-    keep_visits = per_visit.filter(pl.col("n") >= min_coverage * n_subjects)["VISITNUM"]
-    wide = wide.filter(pl.col("VISITNUM").is_in(keep_visits.implode()))
+    kept = per_visit["n"] >= min_coverage * n_subjects
+    left_out = {f"visit {v:g}": f"attended by {n} of {n_subjects} subjects (fewer than {min_coverage:.0%})"
+                for v, n in per_visit.filter(~kept).sort("VISITNUM").iter_rows()}
+    wide = wide.filter(pl.col("VISITNUM").is_in(per_visit.filter(kept)["VISITNUM"].implode()))
     variables = [c for c in wide.columns if c not in ID_COLUMNS]
-    coverage = {v: wide.group_by("VISITNUM").agg(pl.col(v).is_not_null().any())[v].mean() for v in variables}
-    keep = [v for v in sorted(variables) if coverage[v] >= 0.5]
-    return wide.select(*ID_COLUMNS, *keep).sort("USUBJID", "VISITNUM").to_pandas().set_index(ID_COLUMNS)
+    measured = wide.group_by("VISITNUM").agg(pl.col(v).is_not_null().any() for v in variables)
+    keep = [v for v in sorted(variables) if measured[v].mean() >= 0.5]
+    left_out |= {v: f"numeric values at {measured[v].sum()} of {measured.height} visits (fewer than half)"
+                 for v in sorted(variables) if v not in keep}
+    matrix = wide.select(*ID_COLUMNS, *keep).sort("USUBJID", "VISITNUM").to_pandas().set_index(ID_COLUMNS)
+    return (matrix, left_out) if return_left_out else matrix
 
 
 def subject_baseline_table(dm: pl.DataFrame, long: pl.DataFrame, extra_dm_columns: tuple[str, ...] = ("BMKSTRAT",)) -> pd.DataFrame:

@@ -50,10 +50,17 @@ def test_built_once_per_run_and_read_back_exactly_by_its_readers(lake, monkeypat
     pd.testing.assert_frame_equal(stored.matrix, fresh.matrix)
     pd.testing.assert_frame_equal(stored.scheduled, fresh.scheduled)
     pd.testing.assert_frame_equal(stored.baseline, fresh.baseline)
+    pd.testing.assert_frame_equal(stored.cells, fresh.cells)
     assert stored.dropped == fresh.dropped
-    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("study_matrix")]
-    metadata = event.step_materialization_data.materialization.metadata
-    assert metadata["subject_visits"].value == len(fresh.matrix) and metadata["variables"].value == fresh.matrix.shape[1]
+    metadata = {e.asset_key.path[-1]: e.step_materialization_data.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+    assert metadata["study_matrix"]["subject_visits"].value == len(fresh.matrix)
+    assert metadata["study_matrix"]["variables"].value == fresh.matrix.shape[1]
+    # one "% missing" (of the expected cells, as dbt's mart_missingness counts them) on both pages
+    scheduled = fresh.cells[fresh.cells["SCHEDULED"]]
+    for page in ("study_matrix", "missingness_profile"):
+        assert metadata[page]["scheduled_cells"].value == len(scheduled)
+        assert metadata[page]["pct_missing_scheduled"].value == 100 * (~scheduled["OBSERVED"]).sum() / len(scheduled)
 
 
 def test_a_reader_without_the_matrix_names_the_asset_to_materialize(lake):

@@ -1,12 +1,14 @@
 """One definition of "scheduled visit" and of "% missing" across Dagster and the dbt marts (issue 14).
 
-A variable is scheduled at a visit number when at least half of that visit's expected cells,
-study-wide, are observed: the Dagster asset ``study_matrix`` (``assets/study_data.py``,
-``build_study_data``) computes it in pandas, ``mart_missingness.is_scheduled`` in SQL, and
-``mart_missingness_trend`` reads it from ``mart_missingness`` (never computes it again). The tests
-build both from the same bronze and compare them: a hand-made study whose share boundaries are known
-by hand, and the 40-subject demo study.
-"""
+A cell is a subject's visit (SV) x a VS/LB test recorded at that visit number; it is scheduled when
+at least half of that test x visit's cells, study-wide, are observed. The Dagster asset
+``study_matrix`` computes the cells with ``models.expected_cells`` and reports their "% missing"
+(metadata ``pct_missing_scheduled`` of study_matrix and missingness_profile), dbt's
+``mart_missingness`` computes them in SQL (Superset's heatmaps and the trend mart read it). The tests
+build both from the same bronze and compare every cell count and the dashboard metric itself: a
+hand-made study whose share boundaries are known by hand, one with each way the imputation matrix
+holds fewer cells than the reported profile (sparse variable, text-only result, subject without
+records, sparse visit), and the 40-subject demo study."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from tests.conftest import CDISC_SDTM
 from tests.test_clickhouse_same_numbers import _small_demo
-from tests.test_dbt_project import _lb, _sv, _vs, assert_success, query, run_dbt, write_bronze
-from tests.test_marts_clinical_ops import DEMO
+from tests.test_dbt_project import _lb, _sv, _vs, query, run_dbt, write_bronze
+from tests.test_marts_clinical_ops import CDISC, DEMO, cdisc_frames, write_bronze_frames
 
 if TYPE_CHECKING:
     from assets.study_data import StudyData
@@ -75,18 +78,73 @@ HAND_SCHEDULED = {("VS", "SYSBP", 1.0), ("VS", "SYSBP", 2.0), ("VS", "DIABP", 1.
 HAND_NOT_SCHEDULED = {("VS", "SYSBP", 3.0), ("VS", "DIABP", 2.0), ("LB", "ALT", 3.0)}
 
 
+CAUSES = ("hand", "CAUSES-01")
+CAUSE_DATES = {**VISIT_DATES, 4: "2024-03-18"}
+
+
+def causes_rows() -> dict[str, list[dict[str, Any]]]:
+    """Six randomized subjects (site 01: C-1..C-3, 02: C-4..C-6), each of the four ways the imputation
+    matrix (models.tables.visit_matrix) holds fewer cells than dbt's mart_missingness counts:
+
+    - sparse variable: HEIGHT at visit 1 only (1 of the matrix's 3 visits): left out of the matrix;
+    - text-only result: C-2's visit-1 ALT is ``<5`` (no numeric value): observed, empty in the matrix;
+    - subject without records: C-6 attended visits 1 and 2 but has no VS or LB record: no matrix row;
+    - sparse visit: visit 4 attended by C-1 and C-2 only (2 of the 5 subjects with records): left out.
+
+    Expected and missing cells, by hand (every test x visit here is scheduled):
+
+    ===========  ===============  ================  ================  ==============
+    test         visit 1          visit 2           visit 3           visit 4
+    ===========  ===============  ================  ================  ==============
+    SYSBP        6, 1 (C-6)       6, 1 (C-6)        5, 1 (C-5 NOT     2, 0
+                                                    DONE)
+    HEIGHT       6, 1 (C-6)       (not collected)   (not collected)   (not collected)
+    ALT          6, 1 (C-6; C-2   (not collected)   5, 0              (not collected)
+                 ``<5`` observed)
+    ===========  ===============  ================  ================  ==============
+
+    36 scheduled cells, 5 missing. The matrix (C-1..C-5 x visits 1-3, SYSBP and ALT) schedules 25
+    cells, 2 of them empty (C-5's SYSBP at visit 3, C-2's text-only ALT).
+    """
+    subjects = [f"C-{i}" for i in range(1, 7)]
+    dm = [{"USUBJID": s, "SITEID": "01" if i < 3 else "02", "AGE": 50.0 + i, "SEX": "FM"[i % 2], "ARMCD": "TRT",
+           "ARM": "Treatment", "COUNTRY": "USA", "RFICDTC": "2024-01-29", "RFSTDTC": "2024-02-05"}
+          for i, s in enumerate(subjects)]
+    attended = {1: subjects, 2: subjects, 3: subjects[:5], 4: subjects[:2]}
+    sv = [_sv(s, v, CAUSE_DATES[v]) for v, who in attended.items() for s in who]
+    vs: list[dict[str, Any]] = []
+    lb: list[dict[str, Any]] = []
+    for v, who in attended.items():
+        for i, s in enumerate(who[:5]):
+            stat = "NOT DONE" if (s, v) == ("C-5", 3) else None
+            vs.append(_vs(s, len(vs) + 1, "SYSBP", float(v), CAUSE_DATES[v], None if stat else 110.0 + 3 * i + v, stat=stat))
+            if v == 1:
+                vs.append(_vs(s, len(vs) + 1, "HEIGHT", 1.0, CAUSE_DATES[1], 160.0 + 4 * i))
+            if v in (1, 3):
+                text_only = (s, v) == ("C-2", 1)
+                lb.append(_lb(s, len(lb) + 1, "ALT", float(v), CAUSE_DATES[v], None if text_only else 20.0 + i + v,
+                              text="<5" if text_only else None))
+    return {"dm": dm, "sv": sv, "vs": vs, "lb": lb}
+
+
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Both studies' bronze in one lake, both missingness marts (and their YAML tests) built by dbt."""
+    """The studies' bronze in one lake (the CDISC pilot too where ../shared has it), both missingness
+    marts (and their YAML tests) built by dbt."""
     root = tmp_path_factory.mktemp("missingness_definition")
     write_bronze(root / "lake", *HAND, hand_rows())
+    write_bronze(root / "lake", *CAUSES, causes_rows())
     _small_demo(root / "lake")
+    if CDISC_SDTM.is_dir():
+        write_bronze_frames(root / "lake", *CDISC, cdisc_frames())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRIALSYNTH_LAKE_DIR", str(root / "lake"))
         mp.setenv("TRIALSYNTH_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
         mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        assert_success(run_dbt(["build", "--select", "+mart_missingness_trend", "--indirect-selection", "buildable"],
-                               root / "target"))
+        result = run_dbt(["build", "--select", "+mart_missingness_trend", "--indirect-selection", "buildable"], root / "target")
+    # a test configured to warn may warn (the CDISC pilot repeats one SV visit); nothing else may
+    failed = [f"{r.node.name}: {r.status} {r.message}" for r in result.result or [] if str(r.status) not in ("success", "pass", "warn")]
+    assert result.success and not failed, failed or result.exception
     yield root
 
 
@@ -99,7 +157,7 @@ def dagster_study_data(lake: Path, partition: tuple[str, str]) -> StudyData:
 
 
 def dagster_schedule(data: StudyData) -> dict[tuple[str, str, float], bool]:
-    """(domain, variable, visitnum) -> scheduled, from the study_matrix tables."""
+    """(domain, variable, visitnum) -> scheduled, from the study_matrix's matrix flags."""
     by_visit = data.scheduled.groupby(level="VISITNUM").agg(["min", "max"])
     out = {}
     for column in data.scheduled.columns:
@@ -119,33 +177,61 @@ def dbt_schedule(root: Path, partition: tuple[str, str]) -> dict[tuple[str, str,
     return {(d, v, float(n)): bool(s) for d, v, n, s in rows}
 
 
+COUNT_INDEX = ["domain", "variable", "visitnum", "site_id"]
+
+
 def dagster_counts(data: StudyData) -> pd.DataFrame:
-    """Scheduled cells and missing scheduled cells per domain, variable, visit and site, as the
-    missingness asset counts them (StudyData.scheduled and .scheduled_missing)."""
-    frames = {"n_expected": data.scheduled, "n_missing": data.scheduled_missing}
-    long = pd.concat({name: f.groupby(level=["SITEID", "VISITNUM"]).sum().stack(future_stack=True) for name, f in frames.items()}, axis=1)
-    long = long[long["n_expected"] > 0].reset_index()
-    long.columns = ["site_id", "visitnum", "column", "n_expected", "n_missing"]
-    long[["domain", "variable"]] = long.pop("column").str.split("_", n=1, expand=True)
-    return long.astype({"visitnum": float}).set_index(["domain", "variable", "visitnum", "site_id"]).sort_index()
+    """Scheduled and missing scheduled cells per domain, variable, visit and site, as the Dagster
+    assets count them (StudyData.cells, written by study_matrix, read by missingness_profile)."""
+    cells = data.cells[data.cells["SCHEDULED"]]
+    counts = (cells.assign(n_missing=~cells["OBSERVED"]).groupby(["DOMAIN", "TESTCD", "VISITNUM", "SITEID"], dropna=False)
+              .agg(n_expected=("n_missing", "size"), n_missing=("n_missing", "sum")))
+    return counts.rename_axis(COUNT_INDEX).sort_index()
 
 
-def dbt_counts(root: Path, partition: tuple[str, str], variables: set[str] | None = None) -> pd.DataFrame:
+def profile_counts(data: StudyData) -> pd.DataFrame:
+    """The same counts from the table the missingness_profile asset writes (missingness/profile.parquet)."""
+    from assets.missingness import reported_profile
+
+    profile = reported_profile(data.cells)
+    profile[["domain", "variable"]] = profile.pop("variable").str.split("_", n=1, expand=True)
+    profile = profile.rename(columns={"visit": "visitnum", "site": "site_id"})
+    return profile.set_index(COUNT_INDEX)[["n_expected", "n_missing"]].sort_index()
+
+
+def dbt_counts(root: Path, partition: tuple[str, str]) -> pd.DataFrame:
     rows = query(root / "warehouse.duckdb", f"""
         select domain, variable, visitnum, site_id, n_expected, n_missing from mart_missingness
         where is_scheduled and tenant_id = '{partition[0]}' and study_id = '{partition[1]}'""")
-    frame = pd.DataFrame(rows, columns=["domain", "variable", "visitnum", "site_id", "n_expected", "n_missing"])
-    if variables is not None:
-        frame = frame[(frame["domain"] + "_" + frame["variable"]).isin(variables)]
-    return frame.astype({"visitnum": float}).set_index(["domain", "variable", "visitnum", "site_id"]).sort_index()
+    frame = pd.DataFrame(rows, columns=[*COUNT_INDEX, "n_expected", "n_missing"])
+    return frame.astype({"visitnum": float}).set_index(COUNT_INDEX).sort_index()
 
 
 def assert_frame_equal_counts(dagster: pd.DataFrame, dbt: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(dagster.astype("int64"), dbt.astype("int64"), check_names=False)
+    pd.testing.assert_frame_equal(dagster.astype("int64"), dbt.astype("int64"), check_names=False, check_index_type=False)
 
 
-def pct_missing_scheduled(counts: pd.DataFrame) -> float:
-    return float(100 * counts["n_missing"].sum() / counts["n_expected"].sum())
+def superset_pct_missing(root: Path, partition: tuple[str, str]) -> float:
+    """The missingness dashboard's "% missing (scheduled visits)": its metric's own SQL over the mart, in %."""
+    from infra.superset.spec import load_spec
+
+    metric = load_spec().datasets["mart_missingness"].metrics["pct_missing_scheduled"]
+    [(ratio,)] = query(root / "warehouse.duckdb", f"""
+        select {metric} from mart_missingness where tenant_id = '{partition[0]}' and study_id = '{partition[1]}'""")
+    return 100 * ratio
+
+
+def assert_dagster_reports_the_superset_number(root: Path, partition: tuple[str, str], data: StudyData) -> dict[str, Any]:
+    """The asset metadata (study_matrix and missingness_profile share missingness_metadata) against the mart."""
+    from assets.study_data import missingness_metadata
+
+    metadata = missingness_metadata(data)
+    dbt = dbt_counts(root, partition)
+    assert (metadata["scheduled_cells"], metadata["missing_scheduled_cells"]) == (dbt["n_expected"].sum(), dbt["n_missing"].sum())
+    superset = superset_pct_missing(root, partition)
+    assert metadata["pct_missing_scheduled"] == pytest.approx(superset, rel=1e-12)
+    assert round(metadata["pct_missing_scheduled"], 2) == round(superset, 2)
+    return metadata
 
 
 def test_hand_study_scheduled_visits_are_the_same_in_dagster_and_dbt(warehouse: Path) -> None:
@@ -154,31 +240,87 @@ def test_hand_study_scheduled_visits_are_the_same_in_dagster_and_dbt(warehouse: 
     assert {k for k, s in dbt.items() if s} == HAND_SCHEDULED
     assert {k for k, s in dbt.items() if not s} == HAND_NOT_SCHEDULED
     assert dagster == {**dbt, ("LB", "ALT", 2.0): False}  # not collected at visit 2: no dbt cell, never scheduled
-    # "% missing" as the missingness asset reports it (metadata pct_missing_scheduled) and as the
-    # dashboards compute it from the mart, cell counts per site included
+    # "% missing" as the assets report it (metadata pct_missing_scheduled) and as the dashboard
+    # computes it from the mart, cell counts per site included
     assert_frame_equal_counts(dagster_counts(data), dbt_counts(warehouse, HAND))
-    asset_pct = float(100 * data.scheduled_missing.to_numpy().sum() / data.scheduled.to_numpy().sum())
-    assert asset_pct == pytest.approx(100 * 5 / 22)
-    assert pct_missing_scheduled(dbt_counts(warehouse, HAND)) == pytest.approx(asset_pct)
+    metadata = assert_dagster_reports_the_superset_number(warehouse, HAND, data)
+    assert (metadata["scheduled_cells"], metadata["missing_scheduled_cells"]) == (22, 5)
 
 
-def test_demo_study_scheduled_visits_are_the_same_in_dagster_and_dbt(warehouse: Path) -> None:
+def test_demo_study_reports_the_superset_percentage_over_all_variables(warehouse: Path) -> None:
     data = dagster_study_data(warehouse / "lake", DEMO)
     dagster, dbt = dagster_schedule(data), dbt_schedule(warehouse, DEMO)
     shared = dagster.keys() & dbt.keys()
     assert {k: dagster[k] for k in shared} == {k: dbt[k] for k in shared}
     assert not any(dagster[k] for k in dagster.keys() - dbt.keys())  # Dagster-only cells: never collected
-    # dbt keeps what the matrix leaves out by design (models.tables.visit_matrix: variables measured
-    # at fewer than half the visits, e.g. HEIGHT at screening; visits fewer than half the subjects
-    # attended); on the variables the matrix keeps, the counts and "% missing" are the same.
-    kept = set(data.matrix.columns)
-    assert {f"{d}_{v}" for d, v, _ in dbt.keys() - dagster.keys()}.isdisjoint(kept)
-    dagster_cells, dbt_cells = dagster_counts(data), dbt_counts(warehouse, DEMO, kept)
-    assert_frame_equal_counts(dagster_cells, dbt_cells)
-    assert dagster_cells["n_missing"].sum() > 0
+    # every variable and visit of the mart, also those the imputation matrix leaves out (HEIGHT)
+    counts = dagster_counts(data)
+    assert_frame_equal_counts(counts, dbt_counts(warehouse, DEMO))
+    assert_frame_equal_counts(profile_counts(data), dbt_counts(warehouse, DEMO))
+    assert counts["n_missing"].sum() > 0
+    metadata = assert_dagster_reports_the_superset_number(warehouse, DEMO, data)
+    left_out = {f"{d}_{v}" for d, v, _ in dbt.keys() - dagster.keys()}
+    assert left_out, "the demo should show a variable the matrix leaves out"
+    for variable in left_out:  # named, with the reason, in the metadata a data manager reads
+        assert f"| {variable}: {data.dropped[variable]} |" in metadata["left_out_of_matrix"].value
+    assert metadata["matrix_scheduled_cells"] < metadata["scheduled_cells"]
 
 
-@pytest.mark.parametrize("partition", [HAND, DEMO], ids=["hand", "demo"])
+CAUSE_GAPS = {
+    "sparse variable": ("variable left out of the imputation matrix", "VS_HEIGHT: numeric values at 1 of 3 visits (fewer than half)", 6, 1),
+    "text-only result": ("observed as text only (empty in the matrix)", "LB_ALT", 1, 0),
+    "subject without records": ("subject visit without a matrix row", "subject without any VS or LB record", 3, 3),
+    "sparse visit": ("visit left out of the imputation matrix", "visit 4: attended by 2 of 5 subjects (fewer than 50%)", 2, 0),
+}
+CAUSE_CELLS = {  # (domain, variable, visitnum, site) -> (expected, missing), from causes_rows' table
+    "sparse variable": {("VS", "HEIGHT", 1.0, "01"): (3, 0), ("VS", "HEIGHT", 1.0, "02"): (3, 1)},
+    "text-only result": {("LB", "ALT", 1.0, "01"): (3, 0)},
+    "subject without records": {("VS", "SYSBP", 2.0, "02"): (3, 1), ("LB", "ALT", 1.0, "02"): (3, 1)},
+    "sparse visit": {("VS", "SYSBP", 4.0, "01"): (2, 0)},
+}
+
+
+@pytest.mark.parametrize("cause", CAUSE_GAPS)
+def test_each_cell_the_matrix_leaves_out_is_counted_as_superset_does_and_explained(warehouse: Path, cause: str) -> None:
+    data = dagster_study_data(warehouse / "lake", CAUSES)
+    dagster, dbt = dagster_counts(data), dbt_counts(warehouse, CAUSES)
+    for key, counts in CAUSE_CELLS[cause].items():
+        assert tuple(dbt.loc[key]) == tuple(dagster.loc[key]) == counts, key
+    metadata = assert_dagster_reports_the_superset_number(warehouse, CAUSES, data)
+    assert (metadata["scheduled_cells"], metadata["missing_scheduled_cells"]) == (36, 5)
+    assert (metadata["matrix_scheduled_cells"], metadata["matrix_missing_scheduled_cells"]) == (25, 2)
+    reason, detail, n, missing = CAUSE_GAPS[cause]
+    assert f"| {reason} | {detail} | {n} | {missing} |" in metadata["left_out_of_matrix"].value
+
+
+def assert_matrix_and_left_out_cells_add_up(data: StudyData) -> pd.DataFrame:
+    """Every reported scheduled cell is one of the matrix's scheduled cells or in one left-out row."""
+    from models.expected_cells import matrix_gaps
+
+    gaps = matrix_gaps(data.cells, data.matrix, data.dropped)
+    outside = gaps[gaps["reason"] != "observed as text only (empty in the matrix)"]
+    assert int(data.scheduled.to_numpy().sum()) + outside["scheduled_cells"].sum() == data.cells["SCHEDULED"].sum()
+    return gaps
+
+
+def test_the_matrix_and_its_left_out_cells_add_up_to_the_reported_cells(warehouse: Path) -> None:
+    gaps = assert_matrix_and_left_out_cells_add_up(dagster_study_data(warehouse / "lake", CAUSES))
+    assert set(gaps["reason"]) == {r for r, *_ in CAUSE_GAPS.values()}
+
+
+def test_cdisc_pilot_reports_the_superset_percentage_over_all_variables(warehouse: Path, cdisc_sdtm: Path) -> None:
+    """The real study: unscheduled visits (x.1, x.2), text-only urinalysis, screen failures with a
+    screening visit and no record, screening-only tests: the same cells and "% missing" as Superset."""
+    data = dagster_study_data(warehouse / "lake", CDISC)
+    assert_frame_equal_counts(dagster_counts(data), dbt_counts(warehouse, CDISC))
+    assert_frame_equal_counts(profile_counts(data), dbt_counts(warehouse, CDISC))
+    metadata = assert_dagster_reports_the_superset_number(warehouse, CDISC, data)
+    gaps = assert_matrix_and_left_out_cells_add_up(data)
+    assert {"variable left out of the imputation matrix", "visit left out of the imputation matrix"} <= set(gaps["reason"])
+    assert metadata["matrix_scheduled_cells"] < metadata["scheduled_cells"]
+
+
+@pytest.mark.parametrize("partition", [HAND, CAUSES, DEMO], ids=["hand", "causes", "demo"])
 def test_trend_counts_the_scheduled_cells_of_mart_missingness(warehouse: Path, partition: tuple[str, str]) -> None:
     """The trend's last week holds every dated cell; every cell here has a date (the SV visit date
     at least), so its cumulative counts are the heatmap mart's totals, scheduled and all."""
@@ -207,3 +349,16 @@ def test_the_trend_reads_is_scheduled_from_mart_missingness_in_the_same_dagster_
     trend, mart = dg.AssetKey("mart_missingness_trend"), dg.AssetKey("mart_missingness")
     [step] = [s for s in dbt_steps if trend in s.keys]
     assert mart in step.keys and mart in step.asset_deps[trend]
+
+
+def test_a_study_without_sv_reports_no_percentage_and_still_has_a_matrix(warehouse: Path) -> None:
+    """No SV visit: no expected cell, in the mart as here, so no "% missing" (the dashboard's NULL,
+    not 0 %); the imputation matrix is still scheduled, by its own observed share."""
+    from assets.study_data import BRONZE_DOMAINS, build_study_data, missingness_metadata
+
+    bronze = warehouse.joinpath("lake", *HAND, "bronze")
+    dm, vs, lb, sv = (pl.read_parquet(bronze / f"{d}.parquet") for d in BRONZE_DOMAINS)
+    metadata = missingness_metadata(build_study_data(dm, vs, lb, sv.clear()))
+    assert (metadata["scheduled_cells"], metadata["pct_missing_scheduled"]) == (0, None)
+    assert metadata["matrix_scheduled_cells"] > 0
+    assert metadata["left_out_of_matrix"].value.startswith("No SV visit")
