@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from infra.superset.load_report import GOAL_S, QUIET_CORES, machine_busy_s, tree_cpu_s
 from infra.superset.provision import SupersetClient, load_rules
 from infra.superset.sample_marts import build_sample_warehouse, load_into_clickhouse
 from infra.superset.server import running_superset
@@ -73,7 +75,9 @@ def superset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                                                password=endpoint.password, compress=False)
         load_into_clickhouse(warehouse, client, served.clickhouse_database)
         warehouse.unlink()  # nothing to serve from DuckDB: every chart must come from ClickHouse
-        env = {ENV_VAR: served.to_json(), served.clickhouse_password_env: endpoint.password}
+        env = {ENV_VAR: served.to_json(), served.clickhouse_password_env: endpoint.password,
+               # the chDB stand-in admits no tenant login: tenants read with RLS only (tenant_routing.py)
+               "TRIALSYNTH_SUPERSET_CLICKHOUSE_RLS_ONLY": "1"}
     try:
         with running_superset(base / "data", base / "home", base / "run_superset.log", env=env) as url:
             yield Server(url, base / "home", counts, request.param, env)
@@ -149,7 +153,7 @@ def test_reprovisioning_is_idempotent(superset: Server):
     filters = admin.list_all("rowlevelsecurity", "id,name")
     assert sorted(f["name"] for f in filters) == sorted(f"{t.role} rows" for t in rules.tenants)
     users = [u["username"] for u in admin.list_all("security/users", "id,username")]
-    assert sorted(users) == sorted(["admin", *(t.user for t in rules.tenants)])
+    assert sorted(users) == sorted(["admin", *(u for t in rules.tenants for u in (t.user, t.analyst) if u)])
     assert len(admin.list_all("dashboard", "id")) == len(SPEC.dashboards)
     assert len(admin.list_all("chart", "id")) == sum(len(d.charts) for d in SPEC.dashboards.values())
 
@@ -188,15 +192,20 @@ def test_every_dashboard_renders_in_headless_chromium(superset: Server):
 
     user = "acme_viewer"
     load_before = os.getloadavg()[0]
+    # CPU the rest of the machine (other sessions) used while the browser ran: all cores' busy time
+    # minus this test's processes (Superset, the browser, the stand-ins) and the children they ended
+    busy_before, ours_before, started = machine_busy_s(), tree_cpu_s(os.getpid()), time.monotonic()
     out = subprocess.run(
         [str(VENV / "bin" / "python"), "-m", "infra.superset.browser_check", "--url", superset.url, "--user", user,
          "--password-file", str(superset.home / f"{user}_password"), "--dashboards", ",".join(SPEC.dashboards),
          "--out", str(ARTIFACTS / superset.target), "--viewer-pages", ",".join(DENIED_PAGES)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    others = (machine_busy_s() - busy_before - (tree_cpu_s(os.getpid()) - ours_before)) / (time.monotonic() - started)
     result = json.loads(out.stdout)
     result["_machine"] = {"cpus": os.cpu_count(), "load_before": round(load_before, 1),
-                          "load_after": round(os.getloadavg()[0], 1), "date": date.today().isoformat()}
+                          "load_after": round(os.getloadavg()[0], 1), "other_sessions_cores": round(max(others, 0), 2),
+                          "date": date.today().isoformat()}
     # the load times go to benchmarks/results/superset.md (infra/superset/load_report.py)
     (ARTIFACTS / superset.target / "browser_check.json").write_text(json.dumps(result, indent=1))
     for slug, dash in SPEC.dashboards.items():
@@ -214,7 +223,18 @@ def test_every_dashboard_renders_in_headless_chromium(superset: Server):
         assert page["canvas_or_svg"] > 0
         assert Path(page["screenshot"]).stat().st_size > 20_000
         assert page["charts_in_screenshot"] == len(dash.charts), slug
-        assert page["cold_s"] > 0 and page["warm_s"] > 0
+        # the cold time covers the whole load: every chart fetched its data and the timer stopped only
+        # after the last answer; scripts and styles came compressed
+        cold = page["cold_breakdown"]
+        assert cold["chart_data"]["n"] >= len(dash.charts), (slug, cold)
+        assert page["cold_s"] >= cold["chart_data"]["last_end_s"] > cold["bootstrap"]["last_end_s"] > 0, (slug, cold)
+        assert cold["static"]["js_css_uncompressed"] == 0 and page["warm_s"] > 0, (slug, cold)
+    # issue 14's goal, cold load under 3 s on every dashboard, holds while other sessions leave the
+    # machine quiet (on average under QUIET_CORES of CPU during the run); under more load the times
+    # measure the CPU share left to the browser and Superset, and the report records it beside them
+    worst = max(result[slug]["cold_s"] for slug in SPEC.dashboards)
+    if others < QUIET_CORES:
+        assert worst < GOAL_S, (worst, result["_machine"])
     charts = {(slug, c["title"]): c for slug in SPEC.dashboards for c in result[slug]["charts"]}
     # status colours: the same red / amber / green in pies, bars and table cells, with the status in words
     for key in (("wasserstein", "Variables by status"), ("wasserstein", "Distance by variable"),

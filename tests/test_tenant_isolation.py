@@ -10,7 +10,9 @@ in any store, by any path. Read top to bottom; every test names the attempt it m
    ClickHouse engine (chDB 26.9); the stand-in admits no tenant login. A real server is exercised
    when ``TRIALSYNTH_TEST_CLICKHOUSE_URL`` names one.
 5. Serving — a tenant's serving file holds only its rows and the SQL Superset runs on it cannot
-   reach another file.
+   reach another file. That Superset itself connects each tenant's users to their own file (SQL Lab,
+   custom-SQL datasets, the results cache, users of no or two tenants) is attacked through its REST
+   API and SQL Lab page in ``tests/test_superset_tenant_routing.py`` (it needs a running Superset).
 """
 
 from __future__ import annotations
@@ -367,6 +369,13 @@ def test_tenant_access_sql_parses_on_clickhouse(tmp_path) -> None:
     assert ("CREATE ROW POLICY OR REPLACE ts_tenant_acme_rows ON trialsynth.* AS PERMISSIVE FOR SELECT "
             "USING tenant_id = 'acme' TO ts_tenant_acme") in formatted
     assert "GRANT SELECT ON trialsynth.* TO ts_tenant_beta" in formatted
+    # Superset's serving views and tables: the same grant and row condition
+    assert ("CREATE ROW POLICY OR REPLACE ts_tenant_acme_serving_rows ON trialsynth_serving.* AS PERMISSIVE FOR "
+            "SELECT USING tenant_id = 'acme' TO ts_tenant_acme") in formatted
+    from infra.superset.warehouse import ServedWarehouse
+
+    assert TenantAccess(A, "trialsynth").serving_database == ServedWarehouse(
+        target="clickhouse", clickhouse_database="trialsynth").serving_database
     assert not any("beta" in s for s in statements[A])  # acme's block names nothing of beta
 
 

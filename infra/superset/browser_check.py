@@ -9,7 +9,8 @@ every chart settled (drawn, table, number, empty or error).
 
 Uses Python playwright (from ``.venv-superset``) driving Debian's ``/usr/bin/chromium``; never
 ``playwright install``. Prints one JSON document: ``{slug: {"charts": [{"title", "state", "text",
-"empty_message", "status_colours"}], "canvas_or_svg": n, "screenshot": path, "cold_s": s, "warm_s": s}}``.
+"empty_message", "status_colours"}], "canvas_or_svg": n, "screenshot": path, "cold_s": s, "warm_s": s,
+"cold_breakdown": {...}}}`` (``cold_breakdown``: where the cold load's time went, see ``_Waterfall.summary``).
 
 Run: ``.venv-superset/bin/python -m infra.superset.browser_check --url URL --user U --password-file F
 --out test-artifacts/superset [--dashboards a,b]``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ from typing import Any
 
 from playwright.sync_api import Page, sync_playwright
 
+from infra.superset.load_report import tree_cpu_s
 from infra.superset.spec import STATUS_COLOURS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -95,6 +98,86 @@ def login(page: Page, url: str, user: str, password: str) -> None:
     page.fill('[data-test="password-input"] input, input[name="password"], #password', password)
     page.click('[data-test="login-button"], button[type="submit"]')
     page.wait_for_url(lambda u: "/login" not in u, timeout=90_000)
+    # the landing page's own API calls (recent activity, chart and dashboard lists) finish first, as
+    # they would before a person clicks a dashboard; else the server still works on them while the
+    # dashboard's cold load is timed
+    page.wait_for_load_state("networkidle", timeout=90_000)
+
+
+class _Waterfall:
+    """What the browser fetched and computed during one page load, from the DevTools protocol:
+    every request's start, server wait (request sent to first response byte) and end, the bytes on
+    the wire and the response encoding; the main thread's busy time (Performance metrics: the wall
+    time of its tasks, which grows when other processes hold the CPU) and the CPU seconds all browser
+    processes used."""
+
+    def __init__(self, page: Page) -> None:
+        self.cdp = page.context.new_cdp_session(page)
+        self.requests: dict[str, dict[str, Any]] = {}
+        for name, handler in (("Network.requestWillBeSent", self._sent), ("Network.responseReceived", self._response),
+                              ("Network.loadingFinished", self._finished)):
+            self.cdp.on(name, handler)
+        self.cdp.send("Network.enable")
+        self.cdp.send("Performance.enable")
+        self.busy0 = self._busy()
+        self.cpu0 = tree_cpu_s(os.getpid(), own=False)
+
+    def _busy(self) -> dict[str, float]:
+        metrics = {m["name"]: m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"]}
+        return {"task": metrics["TaskDuration"], "script": metrics["ScriptDuration"]}
+
+    def _sent(self, e: dict[str, Any]) -> None:
+        self.requests[e["requestId"]] = {"url": e["request"]["url"], "type": e.get("type"), "start": e["timestamp"]}
+
+    def _response(self, e: dict[str, Any]) -> None:
+        if (r := self.requests.get(e["requestId"])) is not None:
+            timing = e["response"].get("timing") or {}
+            headers = {k.lower(): v for k, v in e["response"]["headers"].items()}
+            r.update(status=e["response"]["status"], encoding=headers.get("content-encoding"),
+                     length=int(headers.get("content-length") or 0),
+                     server_s=(timing["receiveHeadersEnd"] - timing["sendEnd"]) / 1000 if timing else None)
+
+    def _finished(self, e: dict[str, Any]) -> None:
+        if (r := self.requests.get(e["requestId"])) is not None:
+            r.update(end=e["timestamp"], bytes=e["encodedDataLength"])
+
+    def summary(self, settled_s: float) -> dict[str, Any]:
+        """Seconds from the page's first request: HTML, the dashboard's bootstrap API calls
+        (dashboard, charts, datasets), the charts' data requests, the native filters' value queries
+        and every other API call, each group's first start, last end and longest server wait; the
+        static files fetched (count, kB on the wire, scripts and styles sent uncompressed); the
+        main thread's busy time and the browser's CPU seconds, from navigation to ``settled_s``."""
+        busy, cpu = self._busy(), tree_cpu_s(os.getpid(), own=False)
+        self.cdp.detach()
+        done = [r for r in self.requests.values() if "end" in r]
+        t0 = min((r["start"] for r in done), default=0.0)
+        api = [r for r in done if "/api/v1/" in r["url"]]
+
+        def span(rs: list[dict[str, Any]]) -> dict[str, Any]:
+            waits = [r["server_s"] for r in rs if r.get("server_s") is not None]
+            return {"n": len(rs), "first_start_s": round(min((r["start"] - t0 for r in rs), default=0), 2),
+                    "last_end_s": round(max((r["end"] - t0 for r in rs), default=0), 2),
+                    "max_server_s": round(max(waits, default=0), 2)}
+
+        chart_data = [r for r in api if "/api/v1/chart/data?form_data=" in r["url"]]  # the charts' own queries
+        filter_values = [r for r in api if r["url"].split("?")[0].endswith("/api/v1/chart/data") and r not in chart_data]
+        bootstrap = [r for r in api if "/api/v1/dashboard/" in r["url"] and "filter_state" not in r["url"]
+                     and "favorite_status" not in r["url"]]
+        static = [r for r in done if "/static/" in r["url"] and r["bytes"] > 0]  # 0 bytes: from the HTTP cache
+        # scripts and styles of 1 kB or more (Flask-Compress leaves bodies under 500 bytes as they are)
+        scripts = [r for r in static if r["url"].split("?")[0].endswith((".js", ".css"))
+                   and (r.get("encoding") or r.get("length", 0) >= 1024)]
+        html_end = next((r["end"] - t0 for r in done if r["type"] == "Document"), 0.0)
+        last_api = max((r["end"] - t0 for r in api), default=0.0)
+        return {"html_s": round(html_end, 2), "bootstrap": span(bootstrap), "chart_data": span(chart_data),
+                "filter_values": span(filter_values),
+                "other_api": span([r for r in api if r not in bootstrap + chart_data + filter_values]),
+                "static": {"n": len(static), "kb": round(sum(r["bytes"] for r in static) / 1024),
+                           "js_css_uncompressed": sum(not r.get("encoding") for r in scripts)},
+                "settled_after_last_api_s": round(settled_s - last_api, 2),
+                "browser_cpu_s": round(cpu - self.cpu0, 2),
+                "main_thread_busy_s": round(busy["task"] - self.busy0["task"], 2),
+                "script_s": round(busy["script"] - self.busy0["script"], 2)}
 
 
 def _load(page: Page, url: str, slug: str, timeout_s: float) -> tuple[float, list[dict[str, Any]]]:
@@ -112,9 +195,11 @@ def _load(page: Page, url: str, slug: str, timeout_s: float) -> tuple[float, lis
 
 
 def check_dashboard(page: Page, url: str, slug: str, out_dir: Path, timeout_s: float = 90) -> dict[str, Any]:
+    waterfall = _Waterfall(page)
     cold_s, _ = _load(page, url, slug, timeout_s)
+    breakdown = waterfall.summary(cold_s)
     warm_s, charts = _load(page, url, slug, timeout_s)
-    page.wait_for_timeout(1000)  # let the chart animations finish before reading pixels and the screenshot
+    page.wait_for_timeout(1000)  # no chart animations (theme), but late paints (web fonts) before pixels and screenshot
     charts = page.evaluate(_CLASSIFY_JS, HOLDER)
     for chart, read in zip(charts, page.evaluate(_READ_JS, [HOLDER, STATUS_COLOURS]), strict=True):
         chart.update(read)
@@ -123,7 +208,7 @@ def check_dashboard(page: Page, url: str, slug: str, out_dir: Path, timeout_s: f
     # what the screenshot shows: the charts still on the page, settled, when it was taken
     shown = [c for c in page.evaluate(_CLASSIFY_JS, HOLDER) if c["state"] not in ("pending", "loading")]
     return {"charts": charts, "canvas_or_svg": sum(c["canvas_or_svg"] for c in charts), "screenshot": str(shot),
-            "charts_in_screenshot": len(shown), "cold_s": round(cold_s, 2), "warm_s": round(warm_s, 2),
+            "charts_in_screenshot": len(shown), "cold_s": round(cold_s, 2), "warm_s": round(warm_s, 2), "cold_breakdown": breakdown,
             "error_banners": page.locator(".ant-alert-error, .ant-message-error").count()}
 
 

@@ -2,7 +2,9 @@
 
 Through the REST API as admin: ``POST /api/v1/assets/import/`` (databases, datasets, charts and
 dashboards, all overwritten), then per tenant of ``superset_config/rls_rules.yaml`` a role with
-read access to every bundle dataset, a Regular RLS filter on all of them, and a user. Objects are
+read access to every bundle dataset, a Regular RLS filter on all of them, a viewer and (``analyst:``)
+an analyst user with SQL Lab (``analyst_roles``). Which store each user's SQL reaches is decided at
+connect time by :mod:`infra.superset.tenant_routing`. Objects are
 found by name and updated, so running it again changes nothing but what the files changed.
 
 Secrets: the admin's and every tenant user's password live in ``$SUPERSET_HOME/<user>_password``
@@ -37,6 +39,9 @@ from infra.superset.warehouse import ServedWarehouse, current
 
 RULES_PATH = ROOT / "superset_config" / "rls_rules.yaml"
 VIEWER_EXTRA_PERMISSIONS = {("can_samples", "Datasource"), ("can_drill", "Dashboard")}
+# The analyst role (rules' analyst_role) beyond Gamma and sql_lab: save SQL as a virtual dataset
+# (custom SQL) and explore it; editing a dataset still needs its ownership
+ANALYST_PERMISSIONS = {("can_write", "Dataset"), ("can_get_or_create_dataset", "Dataset")}
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -71,6 +76,7 @@ class TenantRule:
     tenant: str
     role: str
     user: str
+    analyst: str | None = None  # a user with SQL Lab (analyst_roles) on this tenant's store
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Rules:
     group_key: str
     clause: str
     tenants: list[TenantRule]
+    analyst_roles: tuple[str, ...] = ()  # existing roles analysts also get (Superset's sql_lab)
+    analyst_role: str | None = None  # created with ANALYST_PERMISSIONS
 
     def clause_for(self, tenant: str) -> str:
         return self.clause.format(tenant=tenant)
@@ -86,13 +94,20 @@ class Rules:
 
 def load_rules(path: Path = RULES_PATH) -> Rules:
     raw = yaml.safe_load(Path(path).read_text())
-    tenants = [TenantRule(t["tenant"], t["role"], t["user"]) for t in raw["tenants"]]
+    tenants = [TenantRule(t["tenant"], t["role"], t["user"], t.get("analyst")) for t in raw["tenants"]]
     for t in tenants:
         if not _TENANT_RE.match(t.tenant):
             raise ValueError(f"{path}: tenant {t.tenant!r} must match {_TENANT_RE.pattern} (it is put in SQL)")
     if "{tenant}" not in raw["clause"]:
         raise ValueError(f"{path}: clause must contain {{tenant}}")
-    return Rules(raw.get("base_role", "Gamma"), raw.get("group_key", "tenant"), raw["clause"], tenants)
+    rules = Rules(raw.get("base_role", "Gamma"), raw.get("group_key", "tenant"), raw["clause"], tenants,
+                  tuple(raw.get("analyst_roles", ())), raw.get("analyst_role"))
+    roles = [t.role for t in tenants]
+    shared = {rules.base_role, *rules.analyst_roles, rules.analyst_role} & set(roles)
+    if len(set(roles)) != len(roles) or shared:
+        raise ValueError(f"{path}: each tenant needs a role of its own (its role decides the store a user reads), "
+                         f"got {roles}" + (f"; {sorted(shared)} also given to every user" if shared else ""))
+    return rules
 
 
 class SupersetClient:
@@ -173,8 +188,16 @@ def apply_rls(client: SupersetClient, rules: Rules, home: Path | None = None) ->
     access_ids += [pv["id"] for pv in perm_views if (pv["permission"]["name"], pv["view_menu"]["name"])
                    in VIEWER_EXTRA_PERMISSIONS]
     roles = {r["name"]: r["id"] for r in client.list_all("security/roles")}
-    if rules.base_role not in roles:
-        raise RuntimeError(f"base role {rules.base_role!r} does not exist (did `superset init` run?)")
+    for name in (rules.base_role, *rules.analyst_roles):
+        if name not in roles:
+            raise RuntimeError(f"role {name!r} does not exist (did `superset init` run?)")
+    if rules.analyst_role:
+        if rules.analyst_role not in roles:
+            roles[rules.analyst_role] = int(client.request("POST", "/api/v1/security/roles/",
+                                                           json={"name": rules.analyst_role})["id"])
+        client.request("POST", f"/api/v1/security/roles/{roles[rules.analyst_role]}/permissions", json={
+            "permission_view_menu_ids": [pv["id"] for pv in perm_views
+                                         if (pv["permission"]["name"], pv["view_menu"]["name"]) in ANALYST_PERMISSIONS]})
     filters = {f["name"]: f["id"] for f in client.list_all("rowlevelsecurity", "id,name")}
     users = {u["username"]: u["id"] for u in client.list_all("security/users", "id,username")}
     out: dict[str, Any] = {}
@@ -191,6 +214,12 @@ def apply_rls(client: SupersetClient, rules: Rules, home: Path | None = None) ->
             "active": True, "roles": [roles[rules.base_role], role_id],
             "password": stored_password(t.user, home=home)})
         out[t.tenant] = {"role_id": role_id, "rls_id": rls_id, "user_id": user_id, "user": t.user}
+        if t.analyst:
+            out[t.tenant]["analyst_id"] = _upsert(client, "security/users", users, t.analyst, {
+                "username": t.analyst, "first_name": t.tenant, "last_name": "analyst",
+                "email": f"{t.analyst}@{t.tenant}.invalid", "active": True,
+                "roles": [roles[r] for r in (rules.base_role, *rules.analyst_roles, rules.analyst_role) if r] + [role_id],
+                "password": stored_password(t.analyst, home=home)})
     return out
 
 

@@ -43,8 +43,14 @@ WAREHOUSE=${SERVED[1]}
 SERVING=${SERVED[2]}
 if [ "$TARGET" = clickhouse ]; then
   "$VENV/bin/python" -m infra.superset.publish_clickhouse
+  # the tenant logins' passwords `make stack-up` wrote (tenant_routing.py), unless the caller named a file
+  if [ -z "${TRIALSYNTH_CLICKHOUSE_TENANT_PASSWORDS:-}" ] && [ -f "$ROOT/.stack/clickhouse/tenant_passwords.json" ]; then
+    export TRIALSYNTH_CLICKHOUSE_TENANT_PASSWORDS=$ROOT/.stack/clickhouse/tenant_passwords.json
+  fi
 else
   "$VENV/bin/python" -m infra.superset.publish --warehouse "$WAREHOUSE" --serving "$SERVING"
+  # one file per tenant of rls_rules.yaml beside it: what tenant users' connections read (tenant_routing.py)
+  "$VENV/bin/python" -m infra.superset.tenant_routing --warehouse "$WAREHOUSE" --serving "$SERVING"
 fi
 
 # the published data changed: drop cached chart results (superset_config.py DATA_CACHE_DIR)

@@ -52,6 +52,15 @@ class TenantAccess:
         return f"ts_tenant_{self.tenant}_rows"
 
     @property
+    def serving_database(self) -> str:
+        """Where Superset's views live: as infra.superset.warehouse.ServedWarehouse.serving_database."""
+        return f"{self.database}_serving"
+
+    @property
+    def serving_policy(self) -> str:
+        return f"ts_tenant_{self.tenant}_serving_rows"
+
+    @property
     def condition(self) -> str:
         """The row policy's condition (also the users.xml filter)."""
         return f"tenant_id = {_literal(self.tenant)}"
@@ -75,8 +84,9 @@ def render_tenant_access(tenant: str, password: str, database: str = "trialsynth
     """The statements of ``tenant_access.sql`` for one tenant, in order (comments dropped)."""
     access = TenantAccess(validate_name(tenant, "tenant"), validate_name(database, "database"))
     body = "\n".join(line for line in Path(template).read_text().splitlines() if not line.lstrip().startswith("--"))
-    sql = body.format(database=_identifier(access.database), role=_identifier(access.role),
-                      user=_identifier(access.user), policy=_identifier(access.policy),
+    sql = body.format(database=_identifier(access.database), serving_database=_identifier(access.serving_database),
+                      role=_identifier(access.role), user=_identifier(access.user), policy=_identifier(access.policy),
+                      serving_policy=_identifier(access.serving_policy),
                       tenant=_literal(access.tenant), password_sha256=password_sha256(password))
     return [s.strip() for s in _STATEMENT_END.split(sql) if s.strip()]
 
