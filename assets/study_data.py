@@ -11,6 +11,8 @@ Files, under ``<lake>/<tenant>/<study>/study_data/`` (each table prefixed with t
 - ``cells.parquet``: every expected subject x visit x variable cell with its observed and scheduled
   flags (:func:`models.expected_cells.expected_cells`, the rules of dbt's ``mart_missingness``):
   the reported "% missing", also of what the matrix leaves out;
+- ``screen_failures.json``: USUBJIDs of the screen failures (:func:`models.expected_cells.screen_failures`),
+  left out of the expected cells and of the matrix: their study data is not expected;
 - ``baseline.parquet``: one row per randomized subject (demographics, arm, baseline vitals and labs);
 - ``dropped.json``: variable (or ``visit <VISITNUM>``) -> why it was left out of the matrix.
 """
@@ -22,7 +24,13 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from models.expected_cells import expected_cells, matrix_gaps, missingness_summary, scheduled_flags
+from models.expected_cells import (
+    expected_cells,
+    matrix_gaps,
+    missingness_summary,
+    scheduled_flags,
+    screen_failures,
+)
 from models.tables import ID_COLUMNS, observations_long, subject_baseline_table, visit_matrix
 from orchestration.partitions import tenant_study_partitions
 from orchestration.resources import LakeResource, LineageResource
@@ -42,6 +50,7 @@ class StudyData:
     baseline: pd.DataFrame  # one row per randomized subject (index USUBJID)
     dropped: dict[str, str]  # variable or "visit <VISITNUM>" -> why it was left out of the matrix
     cells: pd.DataFrame  # every expected cell (models.expected_cells.CELL_COLUMNS): what "% missing" counts
+    screen_failures: list[str]  # USUBJIDs left out of the cells and the matrix: no study data expected
 
     @property
     def scheduled_missing(self) -> pd.DataFrame:
@@ -52,10 +61,11 @@ def build_study_data(dm: pl.DataFrame, vs: pl.DataFrame, lb: pl.DataFrame, sv: p
     """The analysis tables from bronze DM, VS, LB and SV: the expected cells (what "% missing"
     counts, as dbt's mart_missingness does) and the visit matrix, scheduled where the cells are,
     without the variables nothing can be learned from (sparse, never numeric where scheduled,
-    constant, infinite)."""
+    constant, infinite). Screen failures are in neither: their study data is not expected."""
     long = observations_long(vs, lb, dm)
     cells = expected_cells(dm, vs, lb, sv, scheduled_share=SCHEDULED_SHARE)
-    matrix, dropped = visit_matrix(long, sv, return_left_out=True)
+    failed = screen_failures(dm)
+    matrix, dropped = visit_matrix(long.filter(~pl.col("USUBJID").is_in(failed)), sv, return_left_out=True)
     if sv.height:
         scheduled = scheduled_flags(cells, matrix)
     else:  # no SV, so no expected cells (in dbt's mart neither): the matrix is scheduled by its own observed share
@@ -70,7 +80,7 @@ def build_study_data(dm: pl.DataFrame, vs: pl.DataFrame, lb: pl.DataFrame, sv: p
         elif not np.isfinite(observed.to_numpy()).all():
             dropped[col] = "contains infinite values"
     keep = [c for c in matrix.columns if c not in dropped]
-    return StudyData(matrix[keep], scheduled[keep], subject_baseline_table(dm, long), dropped, cells)
+    return StudyData(matrix[keep], scheduled[keep], subject_baseline_table(dm, long), dropped, cells, failed)
 
 
 def missingness_metadata(data: StudyData) -> dict[str, object]:
@@ -86,6 +96,7 @@ def missingness_metadata(data: StudyData) -> dict[str, object]:
                 f"values:\n\n{md_table(gaps.to_dict('records'))}")
     return {
         **missingness_summary(data.cells),
+        "screen_failures_excluded": len(data.screen_failures),
         "matrix_scheduled_cells": int(data.scheduled.to_numpy().sum()),
         "matrix_missing_scheduled_cells": int(data.scheduled_missing.to_numpy().sum()),
         "left_out_of_matrix": dg.MetadataValue.md(note),
@@ -96,6 +107,7 @@ def missingness_metadata(data: StudyData) -> dict[str, object]:
 
 TABLES = ("matrix", "scheduled", "baseline", "cells")
 DROPPED = f"{FOLDER}/dropped.json"
+SCREEN_FAILURES = f"{FOLDER}/screen_failures.json"
 
 
 def write_study_data(lake: LakeResource, partition_key: str, data: StudyData) -> dict[str, tuple[str, str]]:
@@ -103,12 +115,13 @@ def write_study_data(lake: LakeResource, partition_key: str, data: StudyData) ->
     out = {name: lake.write_table(partition_key, f"{FOLDER}/{name}.parquet", frame.reset_index() if any(frame.index.names) else frame)
            for name, frame in zip(TABLES, (data.matrix, data.scheduled, data.baseline, data.cells), strict=True)}
     out["dropped"] = lake.write_json(partition_key, DROPPED, data.dropped)
+    out["screen_failures"] = lake.write_json(partition_key, SCREEN_FAILURES, data.screen_failures)
     return out
 
 
 def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
     """The tables the ``study_matrix`` asset wrote for the partition (it must have been materialized)."""
-    keys = [f"{FOLDER}/{name}.parquet" for name in TABLES] + [DROPPED]
+    keys = [f"{FOLDER}/{name}.parquet" for name in TABLES] + [DROPPED, SCREEN_FAILURES]
     missing = [lake.uri(partition_key, k) for k in keys if not lake.exists(partition_key, k)]
     if missing:
         raise dg.Failure(f"the study matrix of {partition_key} is not materialized ({', '.join(missing)} missing): "
@@ -119,7 +132,7 @@ def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
         return frame.set_index(index) if index else frame
 
     return StudyData(read("matrix", ID_COLUMNS), read("scheduled", ID_COLUMNS), read("baseline", ["USUBJID"]),
-                     lake.read_json(partition_key, DROPPED), read("cells"))
+                     lake.read_json(partition_key, DROPPED), read("cells"), lake.read_json(partition_key, SCREEN_FAILURES))
 
 
 @dg.asset(
@@ -130,8 +143,10 @@ def load_study_data(lake: LakeResource, partition_key: str) -> StudyData:
     description="Builds the study's analysis tables once per run from bronze DM, VS, LB and SV: every expected "
     "subject x visit x variable cell (a visit the subject had x a test recorded at that visit number; a variable "
     f"counts as scheduled at a visit when at least {SCHEDULED_SHARE:.0%} of its expected cells are observed, so "
-    "unscheduled cells are never 'missing'; `pct_missing_scheduled` is the % missing of the scheduled cells, by "
-    "the rules of dbt's mart_missingness, i.e. the number Superset shows); the subject x visit matrix of vital "
+    "unscheduled cells are never 'missing'; screen failures (DM ARMCD SCRNFAIL or ARM 'Screen Failure', metadata "
+    "`screen_failures_excluded`) have no expected cell and no matrix row; `pct_missing_scheduled` is the % "
+    "missing of the scheduled cells, by the rules of dbt's mart_missingness, i.e. the number Superset shows); "
+    "the subject x visit matrix of vital "
     "signs and labs used to impute and synthesize (visits at least half the subjects attended, variables "
     "measured at least at half of them, never numeric or constant where scheduled left out: metadata "
     "`dropped_variables`, `dropped_visits` and `left_out_of_matrix` say which cells and why); and one baseline "

@@ -6,7 +6,9 @@ models ``fact_missingness_cell`` and ``mart_missingness`` (which Superset's heat
 
 - expected: every visit a subject had (SV) crossed with every test that has at least one record
   at that visit number (any subject, NOT DONE included); records at visits absent from SV are not
-  expected. Subjects with visits but no VS/LB record, or absent from DM (site unknown), count too;
+  expected. Subjects with visits but no VS/LB record, or absent from DM (site unknown), count too,
+  except screen failures (:func:`screen_failures`): never randomized, their study data is not
+  expected, so none of their cells is (not even a screening visit's);
 - observed: at least one of the cell's records is not NOT DONE and has a numeric or a text result
   (a lab given only as text, e.g. ``<5``, is observed); a cell without records is missing;
 - scheduled: at least ``scheduled_share`` of the expected cells of that test x visit number,
@@ -24,6 +26,8 @@ import polars as pl
 
 CELL_COLUMNS = ["USUBJID", "SITEID", "DOMAIN", "TESTCD", "VARIABLE", "VISITNUM", "OBSERVED", "SCHEDULED"]
 GAP_COLUMNS = ["reason", "detail", "scheduled_cells", "missing_cells"]
+SCREEN_FAILURE_ARMCD = "SCRNFAIL"  # DM.ARMCD of a screen failure (upper-cased)
+SCREEN_FAILURE_ARM = "SCREEN FAIL"  # start of DM.ARM of a screen failure (upper-cased): Screen Failure, SCREEN FAILED
 
 
 def _text(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -31,6 +35,19 @@ def _text(frame: pl.DataFrame, column: str) -> pl.Expr:
     if column not in frame.columns:
         return pl.lit(None, dtype=pl.String)
     return pl.col(column).cast(pl.String).str.strip_chars(" ").replace("", None)
+
+
+def screen_failures(dm: pl.DataFrame) -> list[str]:
+    """USUBJIDs of DM's screen failures (sorted), as dbt's ``fact_missingness_cell`` recognises them:
+    ARMCD ``SCRNFAIL`` or ARM starting ``SCREEN FAIL`` (SDTMIG 3.1-3.2, e.g. the CDISC pilot's
+    ``Scrnfail`` / ``Screen Failure``), trimmed and case-insensitive. SDTMIG 3.3+ leaves ARMCD and ARM
+    null and sets ARMNRS ``SCREEN FAILURE`` instead; ARMNRS is not a bronze DM column
+    (:mod:`trialsynth.domains`), so such subjects count as enrolled until it is."""
+    if "USUBJID" not in dm.columns:
+        raise ValueError("bronze column dm.USUBJID missing")
+    armcd = _text(dm, "ARMCD").str.to_uppercase() == SCREEN_FAILURE_ARMCD
+    arm = _text(dm, "ARM").str.to_uppercase().str.starts_with(SCREEN_FAILURE_ARM)
+    return sorted(dm.filter((armcd | arm).fill_null(False)).select(_text(dm, "USUBJID")).drop_nulls().to_series().unique())
 
 
 def _records(frame: pl.DataFrame, domain: str) -> pl.DataFrame:
@@ -62,9 +79,10 @@ def expected_cells(dm: pl.DataFrame, vs: pl.DataFrame, lb: pl.DataFrame, sv: pl.
 
     Returns
     -------
-    DataFrame, one row per cell, columns ``CELL_COLUMNS``: USUBJID, SITEID (None when the subject
-    is not in DM), DOMAIN (VS, LB), TESTCD, VARIABLE (``<DOMAIN>_<TESTCD>``, the matrix column
-    name), VISITNUM (float), OBSERVED and SCHEDULED (bool); sorted by subject, visit, variable.
+    DataFrame, one row per cell, none of a screen failure's (:func:`screen_failures`), columns
+    ``CELL_COLUMNS``: USUBJID, SITEID (None when the subject is not in DM), DOMAIN (VS, LB), TESTCD,
+    VARIABLE (``<DOMAIN>_<TESTCD>``, the matrix column name), VISITNUM (float), OBSERVED and
+    SCHEDULED (bool); sorted by subject, visit, variable.
     """
     if not 0 <= scheduled_share <= 1:
         raise ValueError(f"scheduled_share must be in [0, 1], got {scheduled_share}")
@@ -77,7 +95,7 @@ def expected_cells(dm: pl.DataFrame, vs: pl.DataFrame, lb: pl.DataFrame, sv: pl.
     per_cell = (records.filter(pl.col("USUBJID").is_not_null())
                 .group_by("USUBJID", "DOMAIN", "TESTCD", "VISITNUM").agg(pl.col("OBSERVED").any()))
     visits = (sv.select(_text(sv, "USUBJID").alias("USUBJID"), pl.col("VISITNUM").cast(pl.Float64))
-              .drop_nulls().unique())
+              .drop_nulls().unique().filter(~pl.col("USUBJID").is_in(screen_failures(dm))))
     sites = dm.select(_text(dm, "USUBJID").alias("USUBJID"), _text(dm, "SITEID").alias("SITEID"))
     cells = (visits.join(collected, on="VISITNUM")
              .join(per_cell, on=["USUBJID", "DOMAIN", "TESTCD", "VISITNUM"], how="left")

@@ -52,6 +52,7 @@ def test_built_once_per_run_and_read_back_exactly_by_its_readers(lake, monkeypat
     pd.testing.assert_frame_equal(stored.baseline, fresh.baseline)
     pd.testing.assert_frame_equal(stored.cells, fresh.cells)
     assert stored.dropped == fresh.dropped
+    assert stored.screen_failures == fresh.screen_failures
     metadata = {e.asset_key.path[-1]: e.step_materialization_data.materialization.metadata
                 for e in result.get_asset_materialization_events()}
     assert metadata["study_matrix"]["subject_visits"].value == len(fresh.matrix)
@@ -61,6 +62,7 @@ def test_built_once_per_run_and_read_back_exactly_by_its_readers(lake, monkeypat
     for page in ("study_matrix", "missingness_profile"):
         assert metadata[page]["scheduled_cells"].value == len(scheduled)
         assert metadata[page]["pct_missing_scheduled"].value == 100 * (~scheduled["OBSERVED"]).sum() / len(scheduled)
+        assert metadata[page]["screen_failures_excluded"].value == len(fresh.screen_failures) > 0
 
 
 def test_a_reader_without_the_matrix_names_the_asset_to_materialize(lake):

@@ -8,7 +8,8 @@ at least half of that test x visit's cells, study-wide, are observed. The Dagste
 build both from the same bronze and compare every cell count and the dashboard metric itself: a
 hand-made study whose share boundaries are known by hand, one with each way the imputation matrix
 holds fewer cells than the reported profile (sparse variable, text-only result, subject without
-records, sparse visit), and the 40-subject demo study."""
+records, sparse visit), one with a screen failure in each SDTM form (never randomized: no cell
+counts), the 40-subject demo study and the CDISC pilot where ../shared has it."""
 
 from __future__ import annotations
 
@@ -127,6 +128,57 @@ def causes_rows() -> dict[str, list[dict[str, Any]]]:
     return {"dm": dm, "sv": sv, "vs": vs, "lb": lb}
 
 
+SCREEN = ("hand", "SCREEN-01")
+SCREEN_FAILURE_FORMS = {  # DM ARMCD, ARM of each screen failure, as sponsors send them
+    "F-1": ("SCRNFAIL", "SCREEN FAILURE"),  # SDTMIG 3.1-3.2 controlled terms
+    "F-2": ("Scrnfail", "Screen Failure"),  # the CDISC pilot's spelling
+    "F-3": (None, " screen failed "),  # only the arm name, padded, another case and tense
+}
+
+
+def screen_rows() -> dict[str, list[dict[str, Any]]]:
+    """Enrolled E-1..E-4 (E-4 without any VS or LB record), screen failures F-1..F-3 (one per form of
+    ``SCREEN_FAILURE_FORMS``) and F-4 with ARMCD and ARM null and ARMNRS ``SCREEN FAILURE``
+    (SDTMIG 3.3+; ARMNRS is not a bronze DM column, so F-4 counts as enrolled). Sites 01: E-1, E-2,
+    F-1, F-2; 02: the others. Visit 1 is screening (everyone), 2 and 3 the enrolled only.
+
+    Screen failures' records: F-1 SYSBP and ALT at visit 1, F-3 SYSBP at visit 1, F-2 none. Expected
+    and missing cells, by hand (every test x visit here is scheduled):
+
+    ======  =========================  ======================  =============
+    test    visit 1                    visit 2                 visit 3
+    ======  =========================  ======================  =============
+    SYSBP   5, 2 (E-4, F-4)            4, 2 (E-3 NOT DONE,     4, 1 (E-4)
+                                       E-4)
+    ALT     5, 2 (E-4, F-4)            (not collected)         4, 1 (E-4)
+    ======  =========================  ======================  =============
+
+    22 scheduled cells, 8 missing (with the screen failures: 28 and 11).
+    """
+    dm = [{"USUBJID": s, "SITEID": site, "AGE": 60.0, "SEX": "F", "ARMCD": armcd, "ARM": arm, "COUNTRY": "USA",
+           "RFICDTC": "2024-01-29", "ARMNRS": armnrs}
+          for s, site, armcd, arm, armnrs in (
+              ("E-1", "01", "TRT", "Treatment", None), ("E-2", "01", "PBO", "Placebo", None),
+              ("E-3", "02", "TRT", "Treatment", None), ("E-4", "02", "PBO", "Placebo", None),
+              ("F-1", "01", *SCREEN_FAILURE_FORMS["F-1"], None), ("F-2", "01", *SCREEN_FAILURE_FORMS["F-2"], None),
+              ("F-3", "02", *SCREEN_FAILURE_FORMS["F-3"], None), ("F-4", "02", None, None, "SCREEN FAILURE"))]
+    enrolled = ["E-1", "E-2", "E-3", "E-4"]
+    sv = [_sv(r["USUBJID"], 1, VISIT_DATES[1]) for r in dm] + [_sv(s, v, VISIT_DATES[v]) for v in (2, 3) for s in enrolled]
+    vs: list[dict[str, Any]] = []
+    lb: list[dict[str, Any]] = []
+    recorded = {  # (test, visit) -> subjects with a record (E-4 and F-2 never)
+        **{("SYSBP", v): enrolled[:3] for v in (2, 3)}, ("SYSBP", 1): [*enrolled[:3], "F-1", "F-3"],
+        ("ALT", 1): [*enrolled[:3], "F-1"], ("ALT", 3): enrolled[:3]}
+    for (test, v), who in recorded.items():
+        for i, s in enumerate(who):
+            if test == "ALT":
+                lb.append(_lb(s, len(lb) + 1, test, float(v), VISIT_DATES[v], 20.0 + i))
+            else:
+                stat = "NOT DONE" if (s, v) == ("E-3", 2) else None
+                vs.append(_vs(s, len(vs) + 1, test, float(v), VISIT_DATES[v], None if stat else 120.0 + i, stat=stat))
+    return {"dm": dm, "sv": sv, "vs": vs, "lb": lb}
+
+
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The studies' bronze in one lake (the CDISC pilot too where ../shared has it), both missingness
@@ -134,6 +186,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("missingness_definition")
     write_bronze(root / "lake", *HAND, hand_rows())
     write_bronze(root / "lake", *CAUSES, causes_rows())
+    write_bronze(root / "lake", *SCREEN, screen_rows(), extras=("ARMNRS",))
     _small_demo(root / "lake")
     if CDISC_SDTM.is_dir():
         write_bronze_frames(root / "lake", *CDISC, cdisc_frames())
@@ -308,13 +361,52 @@ def test_the_matrix_and_its_left_out_cells_add_up_to_the_reported_cells(warehous
     assert set(gaps["reason"]) == {r for r, *_ in CAUSE_GAPS.values()}
 
 
+def test_screen_failures_have_no_expected_cell_in_dagster_nor_in_dbt(warehouse: Path) -> None:
+    """A screen failure in each SDTM form has no cell on either side (its recorded screening values
+    neither), enrolled subjects do, with or without records; Dagster's metadata says how many
+    subjects were left out, and the imputation matrix holds no screen failure either."""
+    data = dagster_study_data(warehouse / "lake", SCREEN)
+    counted = {"E-1", "E-2", "E-3", "E-4", "F-4"}
+    assert set(data.cells["USUBJID"]) == counted
+    assert {u for (u,) in query(warehouse / "warehouse.duckdb", f"""
+        select distinct usubjid from fact_missingness_cell
+        where tenant_id = '{SCREEN[0]}' and study_id = '{SCREEN[1]}'""")} == counted
+    assert_frame_equal_counts(dagster_counts(data), dbt_counts(warehouse, SCREEN))
+    metadata = assert_dagster_reports_the_superset_number(warehouse, SCREEN, data)
+    assert (metadata["scheduled_cells"], metadata["missing_scheduled_cells"]) == (22, 8)
+    assert metadata["screen_failures_excluded"] == len(SCREEN_FAILURE_FORMS) == len(data.screen_failures)
+    assert not set(data.matrix.index.get_level_values("USUBJID")) & set(SCREEN_FAILURE_FORMS)
+    assert_matrix_and_left_out_cells_add_up(data)
+
+
+@pytest.mark.parametrize(("armcd", "arm", "failed"), [
+    ("SCRNFAIL", "Screen Failure", True), ("scrnfail", None, True), (" Scrnfail ", "", True), (None, "SCREEN FAILURE", True),
+    ("", "Screen Fail", True), ("TRT", "Treatment", False), (None, None, False), ("NOTASSGN", "Not Assigned", False),
+    ("SCRNFAIL2", "Screening arm", False)])
+def test_screen_failures_are_recognised_by_arm_code_or_name_in_any_case(armcd: str | None, arm: str | None, failed: bool) -> None:
+    from models.expected_cells import screen_failures
+
+    dm = pl.DataFrame({"USUBJID": ["X-1", "X-2"], "SITEID": ["01", "01"], "ARMCD": [armcd, "TRT"], "ARM": [arm, "Treatment"]},
+                      schema_overrides={"ARMCD": pl.String, "ARM": pl.String})
+    assert screen_failures(dm) == (["X-1"] if failed else [])
+    with pytest.raises(ValueError, match="dm.USUBJID"):
+        screen_failures(dm.drop("USUBJID"))
+
+
 def test_cdisc_pilot_reports_the_superset_percentage_over_all_variables(warehouse: Path, cdisc_sdtm: Path) -> None:
-    """The real study: unscheduled visits (x.1, x.2), text-only urinalysis, screen failures with a
-    screening visit and no record, screening-only tests: the same cells and "% missing" as Superset."""
+    """The real study: unscheduled visits (x.1, x.2), text-only urinalysis, screening-only tests: the
+    same cells and "% missing" as Superset; its 52 screen failures (a screening visit, no record)
+    are the subjects DS records as SCREEN FAILURE, and none of their visits counts."""
     data = dagster_study_data(warehouse / "lake", CDISC)
+    ds = cdisc_frames()["ds"]
+    failed = set(ds.filter(pl.col("DSDECOD").str.to_uppercase() == "SCREEN FAILURE")["USUBJID"])
+    assert set(data.screen_failures) == failed and len(failed) == 52
+    assert not failed & set(data.cells["USUBJID"])
+    assert not failed & set(data.matrix.index.get_level_values("USUBJID"))
     assert_frame_equal_counts(dagster_counts(data), dbt_counts(warehouse, CDISC))
     assert_frame_equal_counts(profile_counts(data), dbt_counts(warehouse, CDISC))
     metadata = assert_dagster_reports_the_superset_number(warehouse, CDISC, data)
+    assert metadata["screen_failures_excluded"] == len(failed)
     gaps = assert_matrix_and_left_out_cells_add_up(data)
     assert {"variable left out of the imputation matrix", "visit left out of the imputation matrix"} <= set(gaps["reason"])
     assert metadata["matrix_scheduled_cells"] < metadata["scheduled_cells"]

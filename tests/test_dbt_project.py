@@ -258,14 +258,14 @@ def test_missingness_matches_hand_count(built: tuple[Path, dbtRunnerResult]) -> 
         ("acme", "01", "VS", "DIABP", 1.0): (2, 1, 1),  # A-002 NOT DONE
         ("acme", "01", "VS", "SYSBP", 1.0): (2, 2, 0),
         ("acme", "01", "VS", "SYSBP", 2.0): (2, 1, 1),  # A-002 no record
-        ("acme", "02", "LB", "ALT", 1.0): (2, 0, 2),   # A-003 NOT DONE, A-004 no record
-        ("acme", "02", "VS", "DIABP", 1.0): (2, 1, 1),  # A-003 no record
-        ("acme", "02", "VS", "SYSBP", 1.0): (2, 1, 1),  # A-003 record without result; its visit-2 record is not expected
+        # A-004 is a screen failure: none of its cells is expected, not even its recorded screening vitals
+        ("acme", "02", "LB", "ALT", 1.0): (1, 0, 1),   # A-003 NOT DONE
+        ("acme", "02", "VS", "DIABP", 1.0): (1, 0, 1),  # A-003 no record
+        ("acme", "02", "VS", "SYSBP", 1.0): (1, 0, 1),  # A-003 record without result; its visit-2 record is not expected
         ("pilot", "701", "LB", "ALB", 1.0): (2, 1, 1),
         ("pilot", "701", "VS", "WEIGHT", 1.0): (2, 2, 0),
         ("pilot", "701", "VS", "WEIGHT", 2.0): (2, 1, 1),
-        ("pilot", "702", "LB", "ALB", 1.0): (1, 0, 1),
-        ("pilot", "702", "VS", "WEIGHT", 1.0): (1, 1, 0),
+        # site 702's only subject, P-3, is a screen failure (ARMCD Scrnfail): no cell
     }
     got = {r[:5]: r[5:8] for r in rows}
     assert got == expected
@@ -281,15 +281,15 @@ def test_missingness_trend_by_entry_week(built: tuple[Path, dbtRunnerResult]) ->
         from mart_missingness_trend where variable in ('SYSBP', 'WEIGHT') order by all""")
     # acme has a CRF page log: SYSBP cells count at their VS page entry (A-002 visit 2 has no page
     # and no record -> its visit date 2024-01-23); pilot has none: WEIGHT counts at the measurement
-    # date (P-2's partial '2014-01' -> visit date 2014-01-21).
+    # date (P-2's partial '2014-01' -> visit date 2014-01-21). Screen failures A-004 and P-3 have no cell.
     assert [r[:8] for r in rows] == [
-        ("acme", "SYSBP", "crf_entry_date", "2024-01-08", 3, 0, 3, 0),
-        ("acme", "SYSBP", "crf_entry_date", "2024-01-22", 1, 1, 4, 1),
-        ("acme", "SYSBP", "crf_entry_date", "2024-01-29", 2, 1, 6, 2),
-        ("pilot", "WEIGHT", "observation_date", "2014-01-06", 3, 0, 3, 0),
-        ("pilot", "WEIGHT", "observation_date", "2014-01-20", 2, 1, 5, 1),
+        ("acme", "SYSBP", "crf_entry_date", "2024-01-08", 2, 0, 2, 0),
+        ("acme", "SYSBP", "crf_entry_date", "2024-01-22", 1, 1, 3, 1),
+        ("acme", "SYSBP", "crf_entry_date", "2024-01-29", 2, 1, 5, 2),
+        ("pilot", "WEIGHT", "observation_date", "2014-01-06", 2, 0, 2, 0),
+        ("pilot", "WEIGHT", "observation_date", "2014-01-20", 2, 1, 4, 1),
     ]
-    assert [r[8] for r in rows] == pytest.approx([0, 25, 100 * 2 / 6, 0, 20])
+    assert [r[8] for r in rows] == pytest.approx([0, 100 / 3, 100 * 2 / 5, 0, 25])
 
 
 def test_absent_domains_are_reported_not_available(built: tuple[Path, dbtRunnerResult]) -> None:

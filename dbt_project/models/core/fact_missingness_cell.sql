@@ -2,13 +2,38 @@
 -- test the study collects at that visit number (a VS/LB test with at least one record there).
 -- A cell is observed when at least one of its records has a value and is not NOT DONE; it is
 -- missing when it has no record or only NOT DONE / empty ones. Records at visits absent from SV
--- are outside the expected set. Each cell also carries the date it counts at on the
--- data-entry timeline (see time_basis).
-with subject_visits as (
+-- are outside the expected set, and so is every visit of a screen failure (never randomized:
+-- its study data is not expected; models/expected_cells.py's screen_failures() is the same rule).
+-- Each cell also carries the date it counts at on the data-entry timeline (see time_basis).
+with subjects as (
+    select tenant_id, study_id, usubjid, site_id, arm, armcd
+    from {{ ref('dim_subject') }}
+    where {{ partition_filter() }}
+),
+
+-- DM ARMCD 'SCRNFAIL' or ARM 'SCREEN FAIL...', any case (SDTMIG 3.1-3.2; the CDISC pilot's
+-- 'Scrnfail' / 'Screen Failure'). SDTMIG 3.3+ ARMNRS 'SCREEN FAILURE' is not a bronze DM column.
+screen_failures as (
+    select tenant_id, study_id, usubjid, 1 as is_screen_failure
+    from subjects
+    where upper(coalesce(armcd, '')) = 'SCRNFAIL' or upper(coalesce(arm, '')) like 'SCREEN FAIL%'
+),
+
+all_visits as (
     select tenant_id, study_id, usubjid, visitnum, min(visit_start_date) as visit_date
     from {{ ref('stg_sv') }}
     where {{ partition_filter() }} and visitnum is not null and usubjid is not null
     group by tenant_id, study_id, usubjid, visitnum
+),
+
+subject_visits as (
+    select v.tenant_id as tenant_id, v.study_id as study_id, v.usubjid as usubjid, v.visitnum as visitnum,
+        v.visit_date as visit_date
+    from all_visits as v
+    left join screen_failures as sf
+        on sf.tenant_id = v.tenant_id and sf.study_id = v.study_id and sf.usubjid = v.usubjid
+    -- coalesce: the same whether an unmatched row gives NULL or ClickHouse's default 0 (join_use_nulls)
+    where coalesce(sf.is_screen_failure, 0) = 0
 ),
 
 observations as (
@@ -55,12 +80,6 @@ visit_entry as (
 studies as (
     select tenant_id, study_id, has_crf_pages
     from {{ ref('dim_study') }}
-    where {{ partition_filter() }}
-),
-
-subjects as (
-    select tenant_id, study_id, usubjid, site_id
-    from {{ ref('dim_subject') }}
     where {{ partition_filter() }}
 ),
 
