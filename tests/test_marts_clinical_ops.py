@@ -254,6 +254,18 @@ def write_analytics_tables(lake: Path) -> None:
         "run_id": ["run-1"] * 3, "metric": ["wasserstein", "wasserstein", "detection_auc"], "variable": ["AGE", "SYSBP", "all"],
         "value": [0.2, 1.4, 0.6], "threshold_warn": [0.5, 0.5, 0.75], "threshold_fail": [1.0, 1.0, 0.9],
         "level": ["pass", "fail", "pass"], "created_at": ["2024-12-31T10:00:00+00:00"] * 3})
+    write("evidence/run-1/closest_records.parquet", {
+        "run_id": ["run-1"] * 3, "synthetic_row": [0, 0, 1], "rank": [1, 2, 1], "real_row": [4, 7, 2],
+        "distance": [0.05, 0.3, 0.9], "holdout_p5": [0.1] * 3, "nearer_than_holdout_p5": [True, False, False]})
+    write("audit/lineage_status.parquet", {
+        "verified_at": ["2024-12-31T10:00:00+00:00"], "status": ["verified"], "manifests": [12], "checkpoints": [1],
+        "outputs_checked": [11], "problems": [0], "warnings": [1], "first_broken_link": pl.Series([None], dtype=pl.String),
+        "store": ["file:///lake/lineage"]})
+    write("imputation/donors.parquet", {
+        "USUBJID": ["O-001", "O-001"], "VISITNUM": [2.0, 2.0], "VISIT": ["WEEK 2"] * 2, "VARIABLE": ["VS_SYSBP"] * 2,
+        "FILLED_VALUE": [131.0, 131.0], "DONOR_RANK": [1, 2], "DONOR_USUBJID": ["O-002", "O-003"],
+        "DONOR_VISITNUM": [2.0, 2.0], "DONOR_VISIT": ["WEEK 2"] * 2, "DISTANCE": [0.4, 0.6], "N_COMMON": [5, 5],
+        "DONOR_VALUE": [130.0, 132.0], "WEIGHT": [0.5, 0.5], "METHOD": ["donors"] * 2})
 
 
 def materialize_rbqm_assets(root: Path, partitions: list[str]) -> None:

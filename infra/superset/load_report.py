@@ -21,7 +21,7 @@ GOAL_S = 3.0
 QUIET_CORES = 0.5
 RERUN = ("nice .venv/bin/pytest -q tests/test_superset_dashboards.py -m 'slow or not slow' -k chromium && "
          ".venv/bin/python -m infra.superset.load_report test-artifacts/superset/*/browser_check.json "
-         "--out benchmarks/results/superset.md")
+         "--out benchmarks/results/superset.md --notes benchmarks/superset_load_notes.md")
 
 
 def _stat_fields(pid: int | str) -> list[str]:
