@@ -65,6 +65,11 @@ def test_identical_requests_are_served_from_the_cache(api):
     ({"endpoint": "gamma", "effect": 1}, "body.endpoint"),
     ({"endpoint": "continuous", "effect": 0.5, "colour": "red"}, "body.colour"),
     ({"endpoint": "continuous", "effect": 0.01, "simulations": 20000}, "body.simulations"),
+    # found by the contract test: a 1e308 effect made power NaN and the N search ran forever (a thread per
+    # request, never answered); now a 422 at once. Likewise a design needing more than 10 million per arm.
+    ({"endpoint": "continuous", "effect": 1e308}, "body.effect"),
+    ({"endpoint": "continuous", "effect": 150, "sigma": 1}, "body.effect"),
+    ({"endpoint": "tte", "hr": 0.99, "control_median": 1e4, "accrual": 0, "follow_up": 1e-6}, "body.power"),
 ])
 def test_bad_inputs_are_problems_naming_the_field(api, body, field):
     r = power(api, body, f"bad-{field}-{len(str(body))}")

@@ -182,3 +182,32 @@ def test_tte_subjects_deliver_the_required_events():
 def test_bad_input_names_the_parameter(factory, param):
     with pytest.raises(ValueError, match=param):
         factory()
+
+
+@pytest.mark.parametrize("answer", [2, 3, 17, 1_000, 123_457, 9_999_999])
+@pytest.mark.parametrize("start", [2, 50, 123_456, 5e6])
+def test_smallest_integer_search_is_exact_and_logarithmic_from_any_start(answer, start):
+    from models.design.analytic import _smallest_integer
+
+    calls = []
+
+    def ok(n: int) -> bool:
+        calls.append(n)
+        return n >= answer
+
+    assert _smallest_integer(ok, start) == answer
+    assert len(calls) <= 2 * math.log2(abs(answer - start) + 2) + 4  # a linear walk took millions here
+
+
+def test_a_sample_size_beyond_ten_million_per_arm_or_a_nan_power_is_an_error_not_a_hang():
+    from models.design.analytic import MAX_N_PER_ARM, _smallest_integer
+
+    with pytest.raises(ValueError, match="not reached with 10,000,000"):
+        _smallest_integer(lambda n: False, 10)
+    assert _smallest_integer(lambda n: n >= MAX_N_PER_ARM, 10) == MAX_N_PER_ARM
+    design = ContinuousDesign(effect=0.5)
+    object.__setattr__(design, "_integer_power", lambda n: float("nan"))
+    with pytest.raises(ValueError, match="power: not computable"):
+        design.sample_size(0.8)
+    with pytest.raises(ValueError, match="effect: .* at most 100"):
+        ContinuousDesign(effect=1e308)

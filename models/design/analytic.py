@@ -85,18 +85,39 @@ def _ceil(x: float) -> int:
     return math.ceil(x - 1e-9)
 
 
-def _smallest_integer(ok: Callable[[int], bool], start: float, lowest: int = 2) -> int:
-    """Smallest integer n >= ``lowest`` with ``ok(n)`` for a monotone ``ok``, searched from ``start``.
+MAX_N_PER_ARM = 10_000_000  # beyond any trial: a design needing more cannot detect its effect
+MAX_STANDARDIZED_EFFECT = 100.0  # |effect| / residual SD of a continuous design
 
-    The start is a normal-approximation answer within a few units of the exact one, so a linear walk
-    is cheaper and simpler than bisection.
+
+def _smallest_integer(ok: Callable[[int], bool], start: float, lowest: int = 2, highest: int = MAX_N_PER_ARM) -> int:
+    """Smallest integer n in [``lowest``, ``highest``] with ``ok(n)``, for a monotone ``ok``.
+
+    A galloping search from ``start`` (a normal-approximation answer, usually a few units off): steps
+    double away from it until ``ok`` changes, then bisection, so it takes O(log |answer - start|)
+    evaluations even where the approximation is far off (a linear walk took hours there). ValueError
+    when even ``highest`` is not enough.
     """
-    n = max(lowest, int(start))
-    while n > lowest and ok(n - 1):
-        n -= 1
-    while not ok(n):
-        n += 1
-    return n
+    n = min(max(lowest, int(start)), highest)
+    if ok(n):  # the answer is n or below: find a lower bound lo where ok fails (or lowest - 1)
+        hi, lo, step = n, n - 1, 1
+        while lo >= lowest and ok(lo):
+            hi, step = lo, step * 2
+            lo = hi - step
+        lo = max(lo, lowest - 1)
+    else:  # above n: find an upper bound hi where ok holds
+        lo, hi, step = n, n + 1, 1
+        while hi < highest and not ok(hi):
+            lo, step = hi, step * 2
+            hi = lo + step
+        if hi >= highest:
+            if not ok(highest):
+                raise ValueError(f"power: not reached with {highest:,} subjects (or events) per arm: the effect is "
+                                 "too small to detect in a trial")
+            hi = highest
+    while hi - lo > 1:  # ok(hi), not ok(lo)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)
@@ -184,7 +205,14 @@ class _Design:
     def sample_size(self, power: float = 0.8) -> SampleSize:
         """Smallest integer control-arm size whose analytic power is >= ``power``."""
         target = check_open_unit("power", power)
-        n_c = _smallest_integer(lambda n: self._integer_power(n) >= target, self._approx_n_control(target))
+
+        def reaches(n: int) -> bool:
+            achieved = self._integer_power(n)
+            if math.isnan(achieved):  # never "not yet": that would search to the end of the range
+                raise ValueError(f"power: not computable for this design at {n} subjects per arm ({self!r})")
+            return achieved >= target
+
+        n_c = _smallest_integer(reaches, self._approx_n_control(target))
         return SampleSize(self, target, n_c, self.n_treatment_for(n_c), self._integer_power(n_c))
 
     def _z_sum_squared(self, target_power: float) -> float:
@@ -219,6 +247,10 @@ class ContinuousDesign(_Design):
             raise ValueError(f"analysis must be 'ttest' or 'ancova', got {self.analysis!r}")
         if not -1.0 < self.baseline_correlation < 1.0:
             raise ValueError(f"baseline_correlation must be in (-1, 1), got {self.baseline_correlation!r}")
+        if not self.standardized_effect <= MAX_STANDARDIZED_EFFECT:  # also inf / nan from extreme inputs
+            raise ValueError(f"effect: |effect| is {self.standardized_effect:.3g} residual SDs; at most "
+                             f"{MAX_STANDARDIZED_EFFECT:g} (the noncentral t is not computable beyond, and no trial "
+                             "is needed to see such a difference)")
 
     @property
     def standardized_effect(self) -> float:

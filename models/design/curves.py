@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.design.analytic import BinaryDesign, Design, SampleSize, TimeToEventDesign
+from models.design.analytic import (
+    MAX_STANDARDIZED_EFFECT,
+    BinaryDesign,
+    ContinuousDesign,
+    Design,
+    SampleSize,
+    TimeToEventDesign,
+)
 from models.design.simulate import simulate_power
 
 CURVE_COLUMNS = ["endpoint", "axis", "x", "power", "method", "mc_se"]
@@ -37,6 +44,9 @@ def effect_grid(design: Design, multipliers: np.ndarray = _MULTIPLIERS) -> np.nd
     if isinstance(design, BinaryDesign):
         p = design.p_control + effects
         effects = effects[(p > 1e-3) & (p < 1 - 1e-3)]
+    if isinstance(design, ContinuousDesign):  # a design's own limit (ContinuousDesign)
+        per_unit = design.standardized_effect / abs(design.effect)
+        effects = effects[np.abs(effects) * per_unit <= MAX_STANDARDIZED_EFFECT]
     return effects
 
 
