@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import make_drop
 from trialsynth.domains import DOMAINS
 from trialsynth.settings import get_settings
+from trialsynth.storage.lake import sse_c_request_args
 
 DM = (b"STUDYID,DOMAIN,USUBJID,SUBJID,SITEID,AGE,SEX,ARMCD,ARM,RFSTDTC\n"
       b"S1,DM,S1-001,001,701,63,F,PBO,Placebo,2024-01-05\n"
@@ -50,7 +51,7 @@ def _objects(client, bucket: str, store=None) -> dict[str, bytes]:
     found = {}
     for key in keys:
         sse_c = store.sse_c_key(key.removeprefix("lake/")) if store is not None else None
-        args = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": sse_c} if sse_c else {}
+        args = sse_c_request_args(sse_c) if sse_c else {}
         found[key] = client.get_object(Bucket=bucket, Key=key, **args)["Body"].read()
     return found
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from trialsynth.names import validate_name
 from trialsynth.security.errors import KeyNotFoundError
 from trialsynth.security.kms import DATA_KEY_BYTES
-from trialsynth.storage.lake import KEYS_FOLDER, SSE_C_ALGORITHM
+from trialsynth.storage.lake import KEYS_FOLDER, sse_c_request_args
 
 if TYPE_CHECKING:
     from trialsynth.security.service import KeyService
@@ -63,11 +63,9 @@ def tenant_sse_c_key(tenant: str, keys: KeyService, store: LakeStore, *, create:
 
 
 def sse_c_args(tenant: str, keys: KeyService, store: LakeStore, *, create: bool = False) -> dict[str, Any]:
-    """boto3 arguments that put ``tenant``'s objects under SSE-C and read them back:
-    ``{"SSECustomerAlgorithm": "AES256", "SSECustomerKey": <32 bytes>}`` (boto3 base64-encodes the key
-    and adds its MD5). Pass them to every PUT, GET and HEAD of the tenant's objects."""
-    return {"SSECustomerAlgorithm": SSE_C_ALGORITHM,
-            "SSECustomerKey": tenant_sse_c_key(tenant, keys, store, create=create)}
+    """:func:`trialsynth.storage.lake.sse_c_request_args` of ``tenant``'s key:
+    ``{"SSECustomerAlgorithm": "AES256", "SSECustomerKey": <32 bytes>}``."""
+    return sse_c_request_args(tenant_sse_c_key(tenant, keys, store, create=create))
 
 
 def store_sse_c_keys(settings: Settings) -> Callable[[str, LakeStore], bytes]:

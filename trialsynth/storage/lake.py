@@ -111,6 +111,12 @@ def tenant_key(tenant: str, key: str) -> str:
     return key
 
 
+def sse_c_request_args(key: bytes) -> dict[str, Any]:
+    """boto3 arguments that put an object under SSE-C with the 32-byte ``key`` and read it back (boto3
+    base64-encodes the key and adds its MD5): for every PUT, GET and HEAD of the object."""
+    return {"SSECustomerAlgorithm": SSE_C_ALGORITHM, "SSECustomerKey": key}
+
+
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
     """``frame`` as the lake's Parquet (zstd, statistics: as :func:`trialsynth.ingest.bronze.write_parquet_atomic`)."""
     buffer = io.BytesIO()
@@ -465,7 +471,7 @@ class S3LakeStore(LakeStore):
 
     def _sse_c_args(self, key: str) -> dict[str, Any]:
         found = self.sse_c_key(key)
-        return {} if found is None else {"SSECustomerAlgorithm": SSE_C_ALGORITHM, "SSECustomerKey": found}
+        return {} if found is None else sse_c_request_args(found)
 
     def reader_headers(self, tenant: str) -> dict[str, str]:
         """The SSE-C request headers (S3's wire form) a reader that fetches ``tenant``'s objects itself
